@@ -1,0 +1,1 @@
+"""First-party rae-framework plugin: decoders."""

@@ -1,0 +1,230 @@
+"""The typed interfaces every component implements.
+
+Conventions shared by all kinds (the reference implementation's):
+
+* Images are ``(B, 3, H, W)`` float tensors with values in ``[0, 1]``.
+* Tokens are ``(B, N, C)``; patch tokens are in row-major order (token ``n = row * w + col``).
+* Latents are ``(B, C, h, w)`` with ``h * w = N`` (the RAE reshapes tokens ``(B, N, C) -> (B, C, h, w)``).
+* Time ``t`` is a float tensor ``(B,)`` in ``[0, 1]``: **t = 0 is data, t = 1 is pure Gaussian noise**.
+  The path is ``x_t = (1 - t) * x + t * eps`` and a denoiser predicts the velocity ``eps - x = dx_t/dt``.
+* Class labels are int64 ``(B,)``; the null (unconditional) label is ``num_classes``.
+
+Every component is constructed from one argument, its frozen pydantic ``Config`` (see
+:class:`rae_framework.config.ComponentConfig`), exposed as the class attribute ``Config``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from rae_framework.config import ComponentConfig
+
+__all__ = [
+    "ComponentConfig",
+    "Component",
+    "Encoder",
+    "Decoder",
+    "Denoiser",
+    "NoiseSchedule",
+    "Sampler",
+    "SampleResult",
+    "VelocityFn",
+    "Discriminator",
+    "Guidance",
+    "Metric",
+    "PerceptualLoss",
+]
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``velocity(x_t (B, C, h, w), t (B,)) -> v (B, C, h, w)``; guidance is already folded in."""
+
+
+class Component:
+    """Mixin for every component: holds the validated config it was built from."""
+
+    Config: ClassVar[type[ComponentConfig]]
+
+    def __init__(self, config: ComponentConfig) -> None:
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} expects {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+
+
+class Encoder(Component, nn.Module, ABC):
+    """A frozen representation encoder: normalised pixels -> tokens.
+
+    The caller (the RAE) resizes the ``[0, 1]`` image to ``input_size`` and normalises it with
+    ``image_mean`` / ``image_std`` before calling :meth:`forward`.
+    """
+
+    input_size: int  # side of the square image the encoder expects (e.g. 224)
+    patch_size: int  # encoder patch side (e.g. 14)
+    token_dim: int  # C of the output tokens (e.g. 768)
+    num_prefix_tokens: int  # special tokens (CLS, registers) leading the output, dropped by the RAE
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+
+    def __init__(self, config: ComponentConfig) -> None:
+        nn.Module.__init__(self)
+        Component.__init__(self, config)
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of patch tokens N (prefix tokens excluded) at ``input_size``."""
+        return (self.input_size // self.patch_size) ** 2
+
+    @abstractmethod
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, input_size, input_size)`` normalised pixels -> ``(B, num_prefix_tokens + N, C)`` tokens.
+
+        The final LayerNorm is applied without its affine parameters (the paper's "normalize").
+        """
+
+
+class Decoder(Component, nn.Module, ABC):
+    """Tokens -> pixels, in the encoder's *normalised* pixel space (the RAE undoes mean/std)."""
+
+    token_dim: int  # C of the input tokens
+    patch_size: int  # output pixels per token side
+    out_channels: int
+
+    def __init__(self, config: ComponentConfig) -> None:
+        nn.Module.__init__(self)
+        Component.__init__(self, config)
+
+    @abstractmethod
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, N, C)`` row-major tokens -> ``(B, out_channels, p * sqrt(N), p * sqrt(N))``."""
+
+    @property
+    @abstractmethod
+    def last_layer_weight(self) -> torch.Tensor:
+        """Weight of the last layer, for the adaptive GAN weight ``|grad L_rec| / |grad L_gan|``."""
+
+
+class Denoiser(Component, nn.Module, ABC):
+    """Predicts the flow-matching velocity ``eps - x`` of a noisy latent."""
+
+    in_channels: int  # latent channels C
+    input_size: int  # latent side h (= w)
+    num_classes: int  # the null label is ``num_classes``
+
+    def __init__(self, config: ComponentConfig) -> None:
+        nn.Module.__init__(self)
+        Component.__init__(self, config)
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``x (B, C, h, w)``, ``t (B,)`` in [0, 1], ``y (B,)`` int64 -> velocity ``(B, C, h, w)``."""
+
+
+class NoiseSchedule(Component, ABC):
+    """The probability path and its time distributions (training and sampling)."""
+
+    @abstractmethod
+    def sample_time(self, batch_size: int, generator: torch.Generator | None = None,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+        """Training times ``(B,)`` in [0, 1], after any time shift."""
+
+    @abstractmethod
+    def interpolate(self, x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``x_t`` on the path: data ``x`` at t = 0, ``noise`` at t = 1. ``t`` is ``(B,)``."""
+
+    @abstractmethod
+    def velocity_target(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The regression target ``dx_t/dt`` (``noise - x`` for the linear path)."""
+
+    @abstractmethod
+    def sampling_grid(self, num_steps: int) -> torch.Tensor:
+        """Decreasing float32 grid ``(num_steps,)`` from noise (about 1) towards data, shifted."""
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weight ``(B,)``; 1 (no weighting) unless a schedule overrides it."""
+        return torch.ones_like(t)
+
+    def training_loss(self, denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-sample flow-matching loss ``(B,)``: mean over (C, h, w) of the weighted squared error.
+
+        Draw order is the reference's: the noise ``(B, C, h, w)`` first, then the times.
+        """
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        t = self.sample_time(x.shape[0], generator=generator, device=x.device).to(x.dtype)
+        prediction = denoiser(self.interpolate(x, noise, t), t, y)
+        error = (prediction.float() - self.velocity_target(x, noise).float()) ** 2
+        return error.mean(dim=tuple(range(1, x.dim()))) * self.loss_weight(t)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What a sampler returns: the final state and how much work it took."""
+
+    samples: torch.Tensor  # (B, C, h, w), the state at the end of the grid
+    num_function_evals: int
+    trajectory: torch.Tensor | None = None  # (K, B, C, h, w) states at the grid points, if requested
+
+
+class Sampler(Component, ABC):
+    """Integrates a velocity field from noise (t = 1) towards data (t = 0)."""
+
+    @abstractmethod
+    def sample(self, velocity: VelocityFn, noise: torch.Tensor, schedule: NoiseSchedule,
+               *, generator: torch.Generator | None = None, return_trajectory: bool = False) -> SampleResult:
+        """Start from ``noise (B, C, h, w)`` and integrate ``velocity`` along ``schedule``'s grid."""
+
+
+class Discriminator(Component, nn.Module, ABC):
+    """GAN discriminator for stage-1 decoder training."""
+
+    def __init__(self, config: ComponentConfig) -> None:
+        nn.Module.__init__(self)
+        Component.__init__(self, config)
+
+    @abstractmethod
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` images in [0, 1] -> real/fake logits ``(B, ...)`` (any trailing shape)."""
+
+
+class Guidance(Component, ABC):
+    """Turns a denoiser (and optionally a guide denoiser) into the velocity field a sampler integrates."""
+
+    needs_guide: bool = False  # True for autoguidance: the run engine must supply ``guide``
+
+    @abstractmethod
+    def velocity(self, denoiser: Denoiser, labels: torch.Tensor, *,
+                 guide: Denoiser | None = None) -> VelocityFn:
+        """A :data:`VelocityFn` for class ``labels (B,)``; only the passes it needs are computed."""
+
+
+class Metric(Component, ABC):
+    """A streaming evaluation metric (PSNR, SSIM, FID, ...): update over batches, then compute."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget everything accumulated."""
+
+    @abstractmethod
+    def update(self, generated: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> None:
+        """Accumulate a batch of images ``(B, 3, H, W)`` in [0, 1]; paired metrics get both."""
+
+    @abstractmethod
+    def compute(self) -> dict[str, float]:
+        """The metric values, e.g. ``{"psnr": 27.1}``; distributed callers reduce states before this."""
+
+
+class PerceptualLoss(Component, nn.Module, ABC):
+    """A learned perceptual distance such as LPIPS."""
+
+    def __init__(self, config: ComponentConfig) -> None:
+        nn.Module.__init__(self)
+        Component.__init__(self, config)
+
+    @abstractmethod
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Two ``(B, 3, H, W)`` batches in [0, 1] -> per-sample distance ``(B,)``."""
