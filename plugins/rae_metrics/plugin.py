@@ -2,7 +2,14 @@
 
 from rae_framework import hookimpl
 
+METRICS = {
+    "psnr": ("rae_metrics.psnr:PSNR", "PSNRConfig", "Mean per-image PSNR (dB) of reconstructions vs originals"),
+    "ssim": ("rae_metrics.ssim:SSIM", "SSIMConfig", "Gaussian-window SSIM (skimage-equal), mean over images"),
+}
+
 
 @hookimpl
 def rae_register_components(registrar):
-    """Components of this plugin (filled in as they are implemented)."""
+    """Metrics (kind ``metric``) and their feature networks (kind ``feature_extractor``)."""
+    for name, (factory, config, summary) in METRICS.items():
+        registrar.add("metric", name, factory=factory, config=f"rae_metrics.configs:{config}", summary=summary)

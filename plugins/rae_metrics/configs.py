@@ -1,0 +1,81 @@
+"""Torch-free configurations of the evaluation metrics and their feature networks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from rae_framework.config import ComponentConfig
+
+
+class PSNRConfig(ComponentConfig):
+    """Peak signal-to-noise ratio of paired images, averaged over images."""
+
+    data_range: float = Field(1.0, gt=0, description="Value range of the images (1 for [0, 1]).")
+
+
+class SSIMConfig(ComponentConfig):
+    """Gaussian-window SSIM (skimage's gaussian_weights=True, use_sample_covariance=False), mean over images."""
+
+    data_range: float = Field(1.0, gt=0, description="Value range of the images (1 for [0, 1]).")
+    sigma: float = Field(1.5, gt=0, description="Standard deviation of the Gaussian window.")
+    truncate: float = Field(3.5, gt=0, description="Window radius in sigmas (skimage: 3.5 -> 11x11 at 1.5).")
+    k1: float = Field(0.01, gt=0, description="Luminance stabiliser K1.")
+    k2: float = Field(0.03, gt=0, description="Contrast stabiliser K2.")
+
+
+class FeatureSpec(ComponentConfig):
+    """Which feature extractor (kind ``feature_extractor``) a distribution metric uses."""
+
+    name: str = Field("inception", description="Registered feature_extractor name.")
+    preset: str | None = Field(None, description="Optional feature_extractor preset.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters over the preset's.")
+
+
+class FIDConfig(ComponentConfig):
+    """Frechet distance between feature Gaussians of generated and reference images."""
+
+    key: str = Field("fid", pattern=r"^[a-z0-9_]+$", description="Result key: 'fid', 'rfid' (reconstructions vs "
+                                                                 "originals) or 'gfid' (samples vs a dataset).")
+    features: FeatureSpec = Field(default_factory=FeatureSpec, description="Feature network.")
+    reference: str | None = Field(None, description="Reference set: ADM .npz (mu/sigma or arr_0 images) or an "
+                                                    "image folder; None = the `reference` images given to update.")
+    reference_batch_size: int = Field(50, ge=1, description="Batch size when featurising reference images.")
+
+
+class InceptionScoreConfig(ComponentConfig):
+    """Inception Score exp(E KL(p(y|x) || p(y))) of generated images, mean and std over splits."""
+
+    features: FeatureSpec = Field(default_factory=FeatureSpec, description="Feature network (needs logits).")
+    splits: int = Field(10, ge=1, description="Number of splits (standard: 10).")
+
+
+class PrecisionRecallConfig(ComponentConfig):
+    """Improved precision and recall (Kynkaanniemi et al. 2019) on k-NN feature manifolds."""
+
+    features: FeatureSpec = Field(default_factory=FeatureSpec, description="Feature network.")
+    k: int = Field(3, ge=1, description="Neighbourhood size of the manifold estimate (paper: 3).")
+    reference: str | None = Field(None, description="Reference images: ADM .npz with arr_0 or an image folder; "
+                                                    "None = the `reference` images given to update.")
+    reference_batch_size: int = Field(50, ge=1, description="Batch size when featurising reference images.")
+    row_batch_size: int = Field(1024, ge=1, description="Rows per pairwise-distance block (memory bound).")
+
+
+class InceptionConfig(ComponentConfig):
+    """The FID Inception-v3 (pytorch-fid / TF 2015-12-05 weights): pool3 2048-d features and 1008 logits."""
+
+    pretrained: bool = Field(True, description="Load the FID weights (from `weights` or the torch hub cache); "
+                                               "false = random weights, for tests only.")
+    weights: str | None = Field(None, description="Local pt_inception-2015-12-05-6726825d.pth; None = the torch "
+                                                  "hub cache (<hub>/checkpoints/).")
+    resize_input: bool = Field(True, description="Resize inputs to 299x299 (bilinear), as pytorch-fid does.")
+
+
+class RandomConvConfig(ComponentConfig):
+    """A small fixed random conv net: offline features for tests. Its FID is NOT comparable to Inception FID."""
+
+    feature_dim: int = Field(64, ge=2, description="Feature dimension.")
+    num_logits: int = Field(10, ge=2, description="Number of pseudo-class logits (for the Inception Score path).")
+    width: int = Field(16, ge=1, description="Channels of the conv layers.")
+    seed: int = Field(0, description="Seed of the fixed random weights.")

@@ -1,0 +1,57 @@
+"""Mergeable metric state: how the engine combines metric states across distributed ranks.
+
+Every metric of this plugin keeps its running state in named tensors and declares, per name, how states
+of two ranks combine: ``"sum"`` (add; ``torch.distributed.all_reduce`` works) or ``"cat"`` (concatenate
+along dim 0; use ``all_gather`` of the padded rows, or gather the states and :meth:`merge` them).
+
+Protocol: ``state_tensors() -> dict[str, Tensor]``, ``load_state_tensors(dict)``, ``merge(other)`` and the
+class attribute ``state_reductions: dict[str, "sum" | "cat"]``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+
+Reduction = Literal["sum", "cat"]
+
+
+class MergeableState:
+    """Mixin holding named state tensors; subclasses declare ``state_reductions`` and call ``_reset_state``."""
+
+    state_reductions: ClassVar[dict[str, Reduction]]
+
+    def _reset_state(self) -> None:
+        self._state: dict[str, list[torch.Tensor]] = {name: [] for name in self.state_reductions}
+
+    def _add_state(self, name: str, value: torch.Tensor) -> None:
+        """Accumulate ``value`` into state ``name`` (kept on CPU, float64 for sums)."""
+        value = value.detach().cpu()
+        self._state[name].append(value.double() if self.state_reductions[name] == "sum" else value)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The current state, one tensor per name (sums collapsed, rows concatenated)."""
+        return {name: self._collapse(name) for name in self.state_reductions}
+
+    def _collapse(self, name: str) -> torch.Tensor:
+        parts = self._state[name]
+        if self.state_reductions[name] == "sum":
+            return torch.stack(parts).sum(0) if parts else torch.zeros((), dtype=torch.float64)
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+    def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
+        """Replace the state (e.g. with all-reduced tensors); unknown or missing names are an error."""
+        if set(state) != set(self.state_reductions):
+            raise KeyError(f"expected state names {sorted(self.state_reductions)}, got {sorted(state)}")
+        self._reset_state()
+        for name, value in state.items():
+            if value.numel() > 0:
+                self._state[name].append(value.detach().cpu())
+
+    def merge(self, other: MergeableState) -> None:
+        """Fold another instance's state (e.g. gathered from another rank) into this one."""
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        for name in self.state_reductions:
+            self._state[name].extend(other._state[name])
