@@ -1,0 +1,181 @@
+"""Building blocks shared by the DiT denoisers.
+
+Module and parameter names follow the reference implementation (bytetriper/RAE) so that its state
+dicts load with an identity key map: ``w12``/``w3`` (SwiGLU), ``fc1``/``fc2`` (GELU MLP),
+``proj`` (patch embedding), ``W`` and ``mlp`` (time embedder), ``embedding_table`` (labels),
+``freqs_cos``/``freqs_sin`` (RoPE).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+FOURIER_FEATURES = 256  # size of the Gaussian-Fourier frequency vector W
+
+
+class RMSNorm(nn.Module):
+    """``x * rsqrt(mean(x^2) + eps) * weight``, normalised in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+def make_norm(dim: int, use_rmsnorm: bool) -> nn.Module:
+    """The block norm: RMSNorm, or LayerNorm without affine (eps 1e-6), as in the reference."""
+    return RMSNorm(dim) if use_rmsnorm else nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+
+
+def make_qk_norm(head_dim: int, use_qknorm: bool, use_rmsnorm: bool) -> nn.Module:
+    """Per-head q/k norm: RMSNorm, or an affine LayerNorm (torch default eps) as in the reference."""
+    if not use_qknorm:
+        return nn.Identity()
+    return RMSNorm(head_dim) if use_rmsnorm else nn.LayerNorm(head_dim)
+
+
+class SwiGLU(nn.Module):
+    """``w3(silu(a) * b)`` with ``[a, b] = w12(x)``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.w12(x).chunk(2, dim=-1)  # (B, N, hidden) each
+        return self.w3(F.silu(a) * b)
+
+
+class GeluMLP(nn.Module):
+    """``fc2(gelu_tanh(fc1(x)))`` (timm ``Mlp`` layout)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+def make_mlp(dim: int, mlp_ratio: float, use_swiglu: bool) -> nn.Module:
+    """SwiGLU with hidden ``int(2/3 * int(mlp_ratio * d))`` (the reference's arithmetic), else a GELU MLP."""
+    hidden = int(dim * mlp_ratio)
+    return SwiGLU(dim, int(2 / 3 * hidden)) if use_swiglu else GeluMLP(dim, hidden)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: ``x * (1 + scale) + shift``; ``shift=None`` is the no-shift variant."""
+    x = x * (1 + scale)
+    return x if shift is None else x + shift
+
+
+class PatchEmbed(nn.Module):
+    """``(B, C, H, W)`` -> ``(B, (H/p)(W/p), D)`` row-major tokens by a p x p stride-p convolution."""
+
+    def __init__(self, in_channels: int, dim: int, patch_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+def unpatchify(tokens: torch.Tensor, channels: int, patch_size: int) -> torch.Tensor:
+    """``(B, h*w, p*p*C)`` with channel fastest, ``(py, px, c)`` -> ``(B, C, h*p, w*p)``; square grid."""
+    batch, count, _ = tokens.shape
+    side = math.isqrt(count)
+    p = patch_size
+    grid = tokens.reshape(batch, side, side, p, p, channels)  # (B, h, w, py, px, C)
+    return grid.permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, side * p, side * p)
+
+
+def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos table ``(grid*grid, dim)``: first half encodes the column, second the row.
+
+    Each half is ``[sin(pos * w_k)] ++ [cos(pos * w_k)]`` with ``w_k = 10000^(-k / (dim/4))``, computed in
+    float64 and returned as float32.
+    """
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # (dim/4,)
+    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
+                                torch.arange(grid, dtype=torch.float64), indexing="ij")
+
+    def axis(positions: torch.Tensor) -> torch.Tensor:
+        angles = positions.reshape(-1, 1) * omega  # (grid*grid, dim/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([axis(cols), axis(rows)], dim=1).float()  # (grid*grid, dim)
+
+
+def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
+    """Maps each interleaved channel pair ``(a, b)`` to ``(-b, a)``."""
+    pairs = x.unflatten(-1, (-1, 2))  # (..., hd/2, 2)
+    return torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+
+
+class AxialRoPE2D(nn.Module):
+    """EVA-02-style 2-D axial rotary embedding for a square ``grid`` of row-major tokens.
+
+    With head dim ``hd`` there are ``hd/4`` frequencies ``10000^(-2k/(hd/2))``, each used for an
+    interleaved channel pair; the first ``hd/2`` channels rotate by row index, the last by column index.
+    """
+
+    def __init__(self, head_dim: int, grid: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        half = head_dim // 2
+        freqs = 1.0 / (theta ** (torch.arange(0, half, 2)[: half // 2].float() / half))  # (hd/4,)
+        positions = torch.arange(grid) / grid * grid  # float32, as the reference computes it
+        angles = (positions[:, None] * freqs[None, :]).repeat_interleave(2, dim=-1)  # (grid, hd/2)
+        table = torch.cat([angles[:, None, :].expand(grid, grid, half),
+                           angles[None, :, :].expand(grid, grid, half)], dim=-1)  # (grid, grid, hd)
+        self.register_buffer("freqs_cos", table.cos().reshape(grid * grid, head_dim))
+        self.register_buffer("freqs_sin", table.sin().reshape(grid * grid, head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, heads, N, hd)`` -> rotated, same shape."""
+        return x * self.freqs_cos + rotate_pairs(x) * self.freqs_sin
+
+
+class GaussianFourierEmbedder(nn.Module):
+    """``t (B,)`` in [0, 1] -> ``mlp([sin(2 pi t W), cos(2 pi t W)])`` of shape ``(B, D)``.
+
+    ``W`` (random normal frequencies) is a buffer: it is part of the state dict and always loaded.
+    """
+
+    def __init__(self, dim: int, features: int = FOURIER_FEATURES) -> None:
+        super().__init__()
+        self.register_buffer("W", torch.randn(features))
+        self.mlp = nn.Sequential(nn.Linear(2 * features, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t[:, None] * self.W[None, :] * 2 * torch.pi  # (B, features), the reference's op order
+        return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=-1))  # (B, D)
+
+
+class LabelEmbedder(nn.Module):
+    """Class labels -> ``(B, D)``; in train mode labels are replaced by the null id with ``dropout_prob``.
+
+    The table has a null row (id ``num_classes``) only when ``dropout_prob > 0``, as in the reference.
+    """
+
+    def __init__(self, num_classes: int, dim: int, dropout_prob: float) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.dropout_prob = dropout_prob
+        self.embedding_table = nn.Embedding(num_classes + int(dropout_prob > 0), dim)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        if self.training and self.dropout_prob > 0:
+            dropped = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob  # (B,)
+            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
+        return self.embedding_table(labels)
