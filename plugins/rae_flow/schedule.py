@@ -1,0 +1,135 @@
+"""The shifted linear flow (``shifted-flow``): path, training-time distributions, sampling grid and loss.
+
+Conventions (the reference's): t = 0 is data, t = 1 is noise, ``x_t = (1 - t) x + t eps`` and the denoiser
+regresses the velocity ``eps - x = dx_t/dt``. Times are shifted towards noise by
+``t' = s t / (1 + (s - 1) t)`` with ``s = sqrt(C h w / shift_base)`` (paper: s = 6.93 for 768x16x16 / 4096).
+Float32 operations are ordered as in the reference so that grids and training times match it bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from rae_flow.configs import ShiftedFlowConfig
+from rae_framework.interfaces import Denoiser, NoiseSchedule
+
+__all__ = ["ShiftedFlow", "apply_shift", "flow_matching_loss", "inverse_shift", "shift_from_latent_shape",
+           "times_from_uniform"]
+
+
+def shift_from_latent_shape(latent_shape: tuple[int, ...], shift_base: float = 4096.0) -> float:
+    """``s = sqrt(prod(latent_shape) / shift_base)``, e.g. 6.928 for (768, 16, 16) over 4096."""
+    return math.sqrt(math.prod(latent_shape) / shift_base)
+
+
+def apply_shift(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """``s t / (1 + (s - 1) t)``: maps [0, 1] onto itself, towards 1 (noise) for s > 1."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def inverse_shift(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """Closed-form inverse of :func:`apply_shift`: the shift by ``1 / s``."""
+    return apply_shift(t, 1.0 / shift)
+
+
+def _normal_icdf_reference(u: torch.Tensor) -> torch.Tensor:
+    """torch's ``Normal(0, 1).icdf`` as the reference evaluates it: ``erfinv(2u - 1) * sqrt(2)`` in float32."""
+    return torch.erfinv(2 * u - 1) * math.sqrt(2)
+
+
+def _normal_icdf_accurate(u: torch.Tensor) -> torch.Tensor:
+    """Accurate standard-normal inverse CDF (``ndtri`` in float64), returned in ``u``'s dtype."""
+    return torch.special.ndtri(u.double()).to(u.dtype)
+
+
+def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    """torch's ``Normal(0, 1).cdf``: ``0.5 * (1 + erf(z / sqrt(2)))``."""
+    return 0.5 * (1 + torch.erf(z * 1.0 / math.sqrt(2)))
+
+
+def _truncated_logit_normal(u: torch.Tensor, mean: float, std: float, time_max: float,
+                            accurate: bool) -> torch.Tensor:
+    """Inverse-CDF logit-normal on [0, time_max] from uniforms ``u (B,)`` (the reference's float32 steps)."""
+    mu, sigma, high = (torch.tensor(v, dtype=u.dtype, device=u.device) for v in (mean, std, time_max))
+    cdf_high = _normal_cdf((torch.logit(high) - mu) / sigma)  # Phi(b); the lower bound logit(0) gives Phi(a) = 0
+    u = cdf_high * u.clamp(0, 1)  # (B,)
+    icdf = _normal_icdf_accurate if accurate else _normal_icdf_reference
+    return torch.sigmoid(mu + sigma * icdf(u)).clamp(0, high)
+
+
+def times_from_uniform(u: torch.Tensor, config: ShiftedFlowConfig) -> torch.Tensor:
+    """Shifted training times ``(B,)`` from uniform draws ``u (B,)`` in [0, 1], exactly as the reference.
+
+    uniform: ``t = time_max * u``; logit-normal: truncated inverse CDF (see :class:`ShiftedFlowConfig`);
+    then the shift.
+    """
+    if config.time_distribution == "uniform":
+        t = u * config.time_max
+    else:
+        t = _truncated_logit_normal(u, config.logit_mean, config.logit_std, config.time_max, config.accurate_icdf)
+    return apply_shift(t, config.resolved_shift)
+
+
+def flow_matching_loss(denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
+                       t: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample loss ``(B,)``: mean over (C, h, w) of ``(denoiser(x_t, t, y) - (noise - x))^2`` times ``weight``.
+
+    ``x``, ``noise`` are ``(B, C, h, w)``; ``t`` is ``(B,)``; the squared error is taken in float32.
+    """
+    t_ = t.view(-1, *[1] * (x.dim() - 1))  # (B, 1, 1, 1)
+    x_t = t_ * noise + (1 - t_) * x  # (B, C, h, w)
+    error = (denoiser(x_t, t, y).float() - (noise - x).float()) ** 2
+    per_sample = error.mean(dim=tuple(range(1, x.dim())))  # (B,)
+    return per_sample if weight is None else per_sample * weight
+
+
+class ShiftedFlow(NoiseSchedule):
+    """Linear flow path with shifted uniform or logit-normal training times and the shifted sampling grid."""
+
+    Config = ShiftedFlowConfig
+
+    def __init__(self, config: ShiftedFlowConfig) -> None:
+        super().__init__(config)
+        self.shift = config.resolved_shift
+
+    def sample_time(self, batch_size: int, generator: torch.Generator | None = None,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+        """Shifted training times ``(B,)``; one ``rand(B)`` draw, on the generator's device (CPU by default)."""
+        u = torch.rand(batch_size, generator=generator, device=generator.device if generator else "cpu")
+        return times_from_uniform(u, self.config).to(device)
+
+    def interpolate(self, x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``x_t = (1 - t) x + t noise`` with ``t (B,)`` broadcast over (C, h, w)."""
+        t_ = t.view(-1, *[1] * (x.dim() - 1))  # (B, 1, 1, 1)
+        return t_ * noise + (1 - t_) * x
+
+    def velocity_target(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``noise - x``."""
+        return noise - x
+
+    def sampling_grid(self, num_steps: int) -> torch.Tensor:
+        """``shift(1 - linspace(0, time_max, num_steps))`` in float32, from 1 down to ``shift(1 - time_max)``.
+
+        The reference's float32 arithmetic can put the first point one ulp above 1 (e.g. s = 4.33); it is
+        clamped to 1 here so that guidance on an interval ending at 1 also covers the first step.
+        """
+        grid = apply_shift(1 - torch.linspace(0, self.config.time_max, num_steps), self.shift)  # (num_steps,)
+        return grid.clamp(max=1.0)
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """1, or the logit-normal density at the unshifted time for ``loss_weighting='logit-normal'``."""
+        if self.config.loss_weighting == "none":
+            return torch.ones_like(t)
+        u = inverse_shift(t.double(), self.shift).clamp(1e-12, 1 - 1e-12)  # (B,)
+        z = (torch.logit(u) - self.config.logit_mean) / self.config.logit_std
+        density = torch.exp(-0.5 * z**2) / (self.config.logit_std * math.sqrt(2 * math.pi) * u * (1 - u))
+        return density.to(t.dtype)
+
+    def training_loss(self, denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-sample loss ``(B,)``; draws the noise ``(B, C, h, w)`` first, then the times (reference order)."""
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        t = self.sample_time(x.shape[0], generator=generator, device=x.device).to(x.dtype)
+        return flow_matching_loss(denoiser, x, y, noise, t, self.loss_weight(t))
