@@ -29,3 +29,29 @@ class WeightsNotFoundError(RAEError):
 
 class TrainingDivergedError(RAEError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ConfigIssue:
+    """One problem in an input file: where (``file:line``), what (dotted path), why, and the value."""
+
+    def __init__(self, location: str, path: str, message: str, *, value: object = None,
+                 show_value: bool = True) -> None:
+        self.location = location
+        self.path = path
+        self.message = message
+        self.value = value
+        self.show_value = show_value
+
+    def __str__(self) -> str:
+        got = f" (got {self.value!r})" if self.show_value else ""
+        return f"{self.location}: {self.path or '<root>'}: {self.message}{got}"
+
+
+class AssemblyError(ConfigError):
+    """Every problem found in one assembly file, reported together (``.issues``)."""
+
+    def __init__(self, origin: str, issues: list[ConfigIssue]) -> None:
+        self.origin = origin
+        self.issues = list(issues)
+        count = f"{len(self.issues)} error{'s' if len(self.issues) != 1 else ''}"
+        super().__init__(f"{origin}: {count}\n" + "\n".join(f"  {issue}" for issue in self.issues))

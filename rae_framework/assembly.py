@@ -1,0 +1,384 @@
+"""Assemblies: a YAML file naming the components of a run, validated in stages and resolved completely.
+
+1. The YAML is read with ``yaml.safe_load`` semantics and a line map (:mod:`rae_framework.yaml_lines`);
+   ``--set a.b=value`` overrides are applied on top.
+2. The envelope is validated: ``name``, ``seed``, ``components`` (role -> ``{kind?, name, preset?, params}``),
+   and the ``autoencoder``, ``data`` and ``stages`` sections with their own models.
+3. Each component is resolved through the session's registry and presets, derived values are filled in
+   (the latent shape from the encoder's Config), and the params are validated by the component's Config.
+4. Cross-component rules: consistent derived values, the roles each enabled stage needs, known metrics.
+
+Every problem of every stage is collected and raised together as one :class:`AssemblyError`, each with
+``file:line``, the dotted path and the offending value. Nothing here imports torch or a component's class;
+YAML can only name registered components, never an import path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from rae_framework.config import AutoencoderConfig
+from rae_framework.engine.config import DataConfig, StagesConfig
+from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
+from rae_framework.presets import Preset
+from rae_framework.registry import NAME_PATTERN, Entry
+from rae_framework.session import Session
+from rae_framework.yaml_lines import PathKey, SourceMap, apply_override, load_yaml_file, parse_override
+
+RECIPE_KIND = "recipe"  # pseudo-kind of registry/recipes.yaml: presets that point at assembly files
+
+# The roles each enabled stage needs (the engine may need more; these are checked before any run).
+STAGE_ROLES: dict[str, tuple[str, ...]] = {
+    "train_decoder": ("encoder", "decoder"),
+    "latent_stats": ("encoder",),
+    "train_denoiser": ("encoder", "denoiser", "schedule"),
+    "sample": ("encoder", "decoder", "denoiser", "schedule", "sampler"),
+}
+
+# Params filled from the latent shape (C, h, w) when a kind's Config declares them.
+DERIVED_FIELDS: dict[str, dict[str, Any]] = {
+    "decoder": {"token_dim": lambda shape: shape[0]},
+    "denoiser": {"in_channels": lambda shape: shape[0], "input_size": lambda shape: shape[1]},
+    "schedule": {"latent_shape": lambda shape: tuple(shape)},
+}
+
+
+class ComponentEnvelope(BaseModel):
+    """Stage-1 view of one component: which one, from which preset, with which params."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str | None = Field(None, description="Component kind; defaults to the role name (e.g. role "
+                                               "'encoder' -> kind 'encoder'). Required for extra roles.")
+    name: str = Field(..., pattern=NAME_PATTERN.pattern, description="Registered component name, e.g. 'dit-dh'.")
+    preset: str | None = Field(None, description="Preset (registry/*.yaml) whose params are merged under params.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Component parameters (its Config).")
+
+
+class AssemblyEnvelope(BaseModel):
+    """Stage-1 view of a whole assembly file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., pattern=NAME_PATTERN.pattern, description="Run name.")
+    seed: int = Field(0, description="Global random seed.")
+    components: dict[str, ComponentEnvelope] = Field(default_factory=dict,
+                                                     description="Role -> component specification.")
+    autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
+    stages: StagesConfig = Field(default_factory=StagesConfig, description="Stages to run, in order.")
+
+
+class ComponentSpec(BaseModel):
+    """A resolved component: kind, name, preset and the complete validated params (derived values included)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    kind: str = Field(..., description="Component kind.")
+    name: str = Field(..., description="Registered component name.")
+    preset: str | None = Field(None, description="Preset the params started from.")
+    params: dict[str, Any] = Field(..., description="Every parameter of the validated Config (JSON values).")
+    config: Any = Field(None, exclude=True, repr=False, description="The validated Config object.")
+
+
+class Assembly(BaseModel):
+    """A validated, fully resolved assembly. Build components with :meth:`build`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., description="Run name.")
+    seed: int = Field(0, description="Global random seed.")
+    components: dict[str, ComponentSpec] = Field(default_factory=dict, description="Role -> resolved component.")
+    autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
+    stages: StagesConfig = Field(default_factory=StagesConfig, description="Stages to run, in order.")
+    source: str | None = Field(None, description="The file it was read from.")
+    warnings: tuple[str, ...] = Field((), description="Advice that did not stop validation.")
+    _session: Session | None = PrivateAttr(None)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int] | None:
+        """``(C, h, w)`` of the latents, derived from the encoder's Config (None without an encoder)."""
+        encoder = self.components.get("encoder")
+        return _latent_shape(encoder.config) if encoder is not None else None
+
+    def spec(self, role: str) -> ComponentSpec:
+        """The resolved component of ``role``, or a :class:`ConfigError` listing the roles."""
+        if role not in self.components:
+            raise ConfigError(f"Assembly '{self.name}' has no component '{role}'. "
+                              f"Roles: {', '.join(sorted(self.components)) or 'none'}")
+        return self.components[role]
+
+    def build(self, role: str, session: Session | None = None) -> Any:
+        """A ready component for ``role`` (imports its class, hence torch, only now)."""
+        from rae_framework import compat
+
+        spec = self.spec(role)
+        session = session or self._session or Session()
+        compat.ensure_torchvision_importable()
+        return session.build_from_config(session.registry.get(spec.kind, spec.name), spec.config)
+
+    def resolved(self) -> dict[str, Any]:
+        """The resolved assembly as plain data (presets merged, derived values filled, defaults explicit)."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "components": {role: spec.model_dump(mode="json") for role, spec in self.components.items()},
+            "autoencoder": self.autoencoder.model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json"),
+            "stages": self.stages.model_dump(mode="json"),
+        }
+
+    def to_yaml(self) -> str:
+        """:meth:`resolved` as YAML text; loading it again gives the same assembly."""
+        return yaml.safe_dump(self.resolved(), sort_keys=False, default_flow_style=None, width=120)
+
+
+class _Issues:
+    """Collects the problems of one file, each located through the source map."""
+
+    def __init__(self, source_map: SourceMap) -> None:
+        self.source_map = source_map
+        self.items: list[ConfigIssue] = []
+
+    def add(self, path: PathKey, message: str, value: Any = None, *, show_value: bool = True) -> None:
+        path = tuple(str(part) for part in path)
+        self.items.append(ConfigIssue(self.source_map.locate(path), ".".join(path), message,
+                                      value=value, show_value=show_value))
+
+    def add_validation(self, prefix: PathKey, error: ValidationError) -> None:
+        for item in error.errors():
+            missing = item["type"] == "missing"
+            self.add((*prefix, *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise AssemblyError(self.source_map.origin, self.items)
+
+
+def load_assembly(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                  session: Session | None = None) -> Assembly:
+    """Read, override, validate and resolve an assembly file; raises :class:`AssemblyError` listing every problem."""
+    data, source_map = load_yaml_file(path)
+    for override in overrides:
+        key, value = parse_override(override)
+        data = apply_override(data if data is not None else {}, key, value)
+        source_map.overrides[key] = f"--set {override}"
+    return validate_assembly(data, source_map, session=session or Session(), source=str(path))
+
+
+def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, source: str | None = None) -> Assembly:
+    """Validate already-parsed assembly data (see the module docstring for the stages)."""
+    issues = _Issues(source_map)
+    if not isinstance(data, dict):
+        issues.add((), "an assembly is a mapping with 'name', 'components', 'stages', ...", data)
+        issues.raise_if_any()
+    envelope = _validate_envelope(data, issues)
+    raw_components = data.get("components")
+    encoder_declared = isinstance(raw_components, dict) and "encoder" in raw_components
+    components = _resolve_components(_component_envelopes(data), session, issues, encoder_declared)
+    if envelope is not None:
+        _check_stages(envelope, components, session, issues)
+    issues.raise_if_any()
+    assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
+                        autoencoder=envelope.autoencoder, data=envelope.data, stages=envelope.stages,
+                        source=source, warnings=tuple(_advice(components)))
+    assembly._session = session
+    return assembly
+
+
+def _validate_envelope(data: dict[str, Any], issues: _Issues) -> AssemblyEnvelope | None:
+    try:
+        return AssemblyEnvelope.model_validate(data)
+    except ValidationError as error:
+        issues.add_validation((), error)
+        return None
+
+
+def _component_envelopes(data: dict[str, Any]) -> dict[str, ComponentEnvelope]:
+    """The components whose envelope is valid (invalid ones were reported by :func:`_validate_envelope`)."""
+    raw = data.get("components")
+    envelopes = {}
+    for role, body in (raw.items() if isinstance(raw, dict) else []):
+        try:
+            envelopes[str(role)] = ComponentEnvelope.model_validate(body)
+        except ValidationError:
+            continue
+    return envelopes
+
+
+def _resolve_components(envelopes: dict[str, ComponentEnvelope], session: Session, issues: _Issues,
+                        encoder_declared: bool) -> dict[str, ComponentSpec]:
+    """Stage 2: every component's Config, the encoder first so that its latent shape can be derived.
+
+    When a declared encoder is itself invalid, the derived fields it would have filled are not reported.
+    """
+    order = sorted(envelopes, key=lambda role: (envelopes[role].kind or role) != "encoder")
+    specs: dict[str, ComponentSpec] = {}
+    shape: tuple[int, int, int] | None = None
+    for role in order:
+        spec = _resolve_component(role, envelopes[role], session, issues, shape, encoder_declared)
+        if spec is not None:
+            specs[role] = spec
+            if role == "encoder" and spec.kind == "encoder":
+                shape = _latent_shape_or_issue(spec, issues)
+    return {role: specs[role] for role in envelopes if role in specs}
+
+
+def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session, issues: _Issues,
+                       shape: tuple[int, int, int] | None, encoder_declared: bool) -> ComponentSpec | None:
+    here = ("components", role)
+    entry = _lookup(role, envelope, session, issues)
+    if entry is None:
+        return None
+    try:
+        merged = session.resolve_params(entry.kind, entry.name, envelope.params, envelope.preset)
+    except ConfigError as error:
+        issues.add((*here, "preset"), str(error), envelope.preset, show_value=False)
+        return None
+    model = entry.load_config_model()
+    derived = _fill_derived(role, entry.kind, model, merged, envelope, shape, issues)
+    try:
+        config = model.model_validate(merged)
+    except ValidationError as error:
+        _add_config_errors(here, error, underived=shape is None and entry.kind in DERIVED_FIELDS,
+                           encoder_declared=encoder_declared, issues=issues)
+        return None
+    if not derived:
+        return None
+    return ComponentSpec(kind=entry.kind, name=entry.name, preset=envelope.preset,
+                         params=config.model_dump(mode="json"), config=config)
+
+
+def _lookup(role: str, envelope: ComponentEnvelope, session: Session, issues: _Issues) -> Entry | None:
+    here = ("components", role)
+    kind = envelope.kind or role
+    if kind not in session.registry.kinds:
+        if envelope.kind is None:
+            issues.add(here, f"role '{role}' is not a component kind, so it needs an explicit 'kind' "
+                             f"(one of: {', '.join(sorted(session.registry.kinds))})", show_value=False)
+        else:
+            issues.add((*here, "kind"), f"Unknown kind '{kind}'. Available kinds: "
+                                        f"{', '.join(sorted(session.registry.kinds))}", kind, show_value=False)
+        return None
+    try:
+        return session.registry.get(kind, envelope.name)
+    except ConfigError as error:
+        issues.add((*here, "name"), str(error), envelope.name, show_value=False)
+        return None
+
+
+def _fill_derived(role: str, kind: str, model: type, merged: dict[str, Any], envelope: ComponentEnvelope,
+                  shape: tuple[int, int, int] | None, issues: _Issues) -> bool:
+    """Put the values derived from the latent shape into ``merged``; False if one contradicts them."""
+    if shape is None:
+        return True
+    consistent = True
+    for field, derive in DERIVED_FIELDS.get(kind, {}).items():
+        if field not in getattr(model, "model_fields", {}):
+            continue
+        expected, given = derive(shape), merged.get(field)
+        if given is None:
+            merged[field] = expected
+        elif _as_tuple(given) != _as_tuple(expected):
+            origin = "" if field in envelope.params else f" (from preset '{envelope.preset}')"
+            issues.add(("components", role, "params", field),
+                       f"contradicts the encoder's latent shape (C, h, w) = {shape}: expected {expected!r}"
+                       f"{origin}; leave it out to have it derived", given)
+            consistent = False
+    return consistent
+
+
+def _add_config_errors(here: PathKey, error: ValidationError, *, underived: bool, encoder_declared: bool,
+                       issues: _Issues) -> None:
+    """Report a Config's errors; a missing derived field is explained, or skipped if the encoder is at fault."""
+    derivable = {field for fields in DERIVED_FIELDS.values() for field in fields}
+    for item in error.errors():
+        missing = item["type"] == "missing"
+        if missing and underived and item["loc"] and item["loc"][0] in derivable:
+            if not encoder_declared:
+                issues.add((*here, "params", *item["loc"]), "required; it is derived from the encoder, so add "
+                                                            "an 'encoder' component or set it", show_value=False)
+            continue
+        issues.add((*here, "params", *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
+
+
+def _latent_shape(encoder_config: Any) -> tuple[int, int, int] | None:
+    token_dim, grid = getattr(encoder_config, "token_dim", None), getattr(encoder_config, "grid_size", None)
+    if not isinstance(token_dim, int) or not isinstance(grid, int):
+        return None
+    return token_dim, grid, grid
+
+
+def _latent_shape_or_issue(spec: ComponentSpec, issues: _Issues) -> tuple[int, int, int] | None:
+    shape = _latent_shape(spec.config)
+    if shape is None:
+        issues.add(("components", "encoder"), f"the Config of encoder '{spec.name}' must expose integer "
+                                              "properties 'token_dim' and 'grid_size'", show_value=False)
+    return shape
+
+
+def _check_stages(envelope: AssemblyEnvelope, components: dict[str, ComponentSpec], session: Session,
+                  issues: _Issues) -> None:
+    """Each enabled stage needs its roles (of the right kind); evaluation needs registered metrics."""
+    for stage, roles in STAGE_ROLES.items():
+        settings = getattr(envelope.stages, stage)
+        if settings is None or not settings.enabled:
+            continue
+        for role in roles:
+            if role not in envelope.components:
+                issues.add(("stages", stage), f"stage '{stage}' needs a component '{role}' under components",
+                           show_value=False)
+            elif role in components and components[role].kind != role:
+                issues.add(("components", role, "kind"), f"role '{role}' must be a {role}",
+                           components[role].kind)
+    _check_denoiser_classes(components, issues)
+    evaluate = envelope.stages.evaluate
+    if evaluate is not None and evaluate.enabled:
+        for index, metric in enumerate(evaluate.metrics):
+            if "metric" not in session.registry.kinds or not session.registry.contains("metric", metric):
+                known = session.registry.names("metric") if "metric" in session.registry.kinds else []
+                issues.add(("stages", "evaluate", "metrics", index), f"Unknown metric '{metric}'. Available: "
+                                                                     f"{', '.join(known) or 'none'}", metric)
+
+
+def _check_denoiser_classes(components: dict[str, ComponentSpec], issues: _Issues) -> None:
+    """A guide denoiser must predict for the same classes as the main one (the null label is shared)."""
+    main = components.get("denoiser")
+    expected = getattr(main.config, "num_classes", None) if main is not None else None
+    for role, spec in components.items():
+        classes = getattr(spec.config, "num_classes", None)
+        if spec.kind == "denoiser" and role != "denoiser" and expected is not None and classes != expected:
+            issues.add(("components", role, "params", "num_classes"),
+                       f"must equal the main denoiser's num_classes ({expected})", classes)
+
+
+def _advice(components: dict[str, ComponentSpec]) -> list[str]:
+    """Non-fatal advice, e.g. a denoiser narrower than the latent channels (the paper's width rule)."""
+    encoder = components.get("encoder")
+    shape = _latent_shape(encoder.config) if encoder is not None else None
+    advice = []
+    for role, spec in components.items():
+        width = getattr(spec.config, "hidden_size", None)
+        width = width[0] if isinstance(width, (list, tuple)) and width else width
+        if spec.kind == "denoiser" and shape is not None and isinstance(width, int) and width < shape[0]:
+            advice.append(f"components.{role}: hidden_size {width} is below the latent channels {shape[0]}; "
+                          "the paper finds a DiT must be at least as wide as the tokens to fit them")
+    return advice
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def recipe_path(preset: Preset) -> Path:
+    """The assembly file of a recipe preset (``params.path``), relative to the repository root."""
+    relative = Path(str(preset.params.get("path", "")))
+    catalog_file = Path(preset.source.rsplit(":", 1)[0])
+    candidates = [relative, catalog_file.parent.parent / relative, Path.cwd() / relative]
+    return next((candidate for candidate in candidates if candidate.is_file()), candidates[1])
+
