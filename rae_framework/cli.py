@@ -1,0 +1,213 @@
+"""The command-line interface: ``rae`` / ``python -m rae_framework``.
+
+Exit codes: 0 ok, 2 invalid input (an assembly, a name, a parameter: the message says ``file:line`` and
+the dotted path), 1 failure while running. Tracebacks only with ``--debug``. ``list``, ``describe``,
+``validate``, ``schema``, ``plugins`` and ``--help`` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from rae_framework.errors import ConfigError, RAEError
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except ConfigError as error:
+        return _report(error, args.debug, EXIT_INVALID)
+    except BrokenPipeError:  # output piped into e.g. `head`
+        return EXIT_OK
+    except Exception as error:  # noqa: BLE001 - the CLI turns any failure into exit code 1
+        return _report(error, args.debug, EXIT_FAILURE)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _report(error: BaseException, debug: bool, code: int) -> int:
+    if debug:
+        traceback.print_exc()
+    label = "error" if isinstance(error, RAEError) else f"error ({type(error).__name__})"
+    print(f"{label}: {error}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with all sub-commands."""
+    from rae_framework import __version__
+
+    parser = argparse.ArgumentParser(prog="rae", description="Representation Autoencoders + Diffusion "
+                                     "Transformers, assembled from YAML.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"rae-framework {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_validate(commands)
+    _add_list(commands)
+    _add(commands, "describe", cmd_describe, "every parameter of a component (type, default, description) "
+                                             "and its presets; for 'recipe NAME' the recipe file",
+         [("kind", {"help": "component kind, or 'recipe'"}), ("name", {"help": "component or recipe name"})])
+    _add(commands, "plugins", cmd_plugins, "plugins: loaded, failed (with the error), disabled",
+         [("--json", {"action": "store_true", "help": "machine-readable output"})])
+    _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
+    return parser
+
+
+def _add(commands: Any, name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+         arguments: list[tuple[str, dict[str, Any]]]) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help_text, description=help_text)
+    for flag, options in arguments:
+        command.add_argument(flag, **options)
+    command.set_defaults(command=handler)
+    return command
+
+
+SET_OPTION = ("--set", {"action": "append", "default": [], "metavar": "KEY=VALUE", "dest": "overrides",
+                        "help": "override a value by dotted path, YAML-typed (repeatable), "
+                                "e.g. --set stages.train_denoiser.steps=5"})
+
+
+def _add_run(commands: Any) -> None:
+    _add(commands, "run", cmd_run, "run the stages of an assembly", [
+        ("assembly", {"help": "assembly YAML file"}),
+        ("--out", {"default": None, "metavar": "DIR", "help": "run directory (default: runs/<name>)"}),
+        SET_OPTION,
+        ("--resume", {"action": "store_true", "help": "continue from the last checkpoints in --out"}),
+        ("--stage", {"action": "append", "default": None, "dest": "stages", "metavar": "NAME",
+                     "help": "run only this stage (repeatable)"}),
+    ])
+
+
+def _add_validate(commands: Any) -> None:
+    _add(commands, "validate", cmd_validate, "check an assembly without running it; prints the resolved "
+                                             "assembly with --print", [
+        ("assembly", {"help": "assembly YAML file"}),
+        SET_OPTION,
+        ("--print", {"action": "store_true", "dest": "show", "help": "print the resolved assembly"}),
+    ])
+
+
+def _add_list(commands: Any) -> None:
+    _add(commands, "list", cmd_list, "registered components (of one kind), or the preset catalog", [
+        ("what", {"nargs": "?", "default": None, "metavar": "KIND|presets",
+                  "help": "a kind (encoder, decoder, ...) or 'presets' (incl. recipes)"}),
+        ("--json", {"action": "store_true", "help": "machine-readable output"}),
+    ])
+
+
+def _session() -> Any:
+    from rae_framework.session import Session
+
+    return Session()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``rae run``: validate, then hand the assembly to the engine."""
+    from pathlib import Path
+
+    from rae_framework.assembly import load_assembly
+
+    assembly = load_assembly(args.assembly, args.overrides, session=_session())
+    run_assembly = _engine_runner()
+    out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
+    run_assembly(assembly, out_dir, resume=args.resume, stages=args.stages)
+    print(f"run '{assembly.name}' finished: {out_dir}")
+    return EXIT_OK
+
+
+def _engine_runner() -> Callable[..., Any]:
+    try:
+        from rae_framework.engine.runner import run_assembly
+    except ImportError as error:
+        if error.name != "rae_framework.engine.runner":
+            raise
+        raise RAEError("the run engine (rae_framework.engine.runner) is not available in this "
+                       "installation; 'validate' works without it") from None
+    return run_assembly
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``rae validate``: every problem of the file at once, exit 2 if any."""
+    from rae_framework.assembly import load_assembly
+
+    assembly = load_assembly(args.assembly, args.overrides, session=_session())
+    for warning in assembly.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.show:
+        print(assembly.to_yaml(), end="")
+    else:
+        roles = ", ".join(f"{role}={spec.name}" for role, spec in assembly.components.items())
+        print(f"{args.assembly}: ok ({assembly.name}: {roles or 'no components'})")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``rae list``: components with summaries and provenance, or ``list presets``."""
+    session = _session()
+    if args.what == "presets":
+        presets = session.presets.all()
+        if args.json:
+            return _print_json([preset.as_dict() for preset in presets])
+        rows = [(p.kind, p.name, p.component, p.summary) for p in presets]
+        return _print_table(("KIND", "PRESET", "COMPONENT", "SUMMARY"), rows)
+    entries = list(session.registry.entries(args.what))
+    if args.json:
+        return _print_json([entry.as_dict() for entry in entries])
+    rows = [(e.kind, e.name, e.provenance.describe(), e.summary) for e in entries]
+    return _print_table(("KIND", "NAME", "PROVIDED BY", "SUMMARY"), rows)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    """``rae describe KIND NAME``: parameters and presets of a component, or a recipe."""
+    from rae_framework import describe
+
+    session = _session()
+    if args.kind == describe.RECIPE_KIND:
+        print(describe.describe_recipe(session, args.name))
+    else:
+        print(describe.describe_component(session, args.kind, args.name))
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """``rae plugins``: every plugin's status, distribution, components and error."""
+    reports = _session().plugin_manager.reports
+    if args.json:
+        return _print_json([report.as_dict() for report in reports])
+    rows = []
+    for report in reports:
+        origin = f"{report.provenance.distribution or '-'} {report.provenance.version or ''}".strip()
+        detail = report.error or ", ".join(report.components) or "-"
+        rows.append((report.name, report.status, origin, detail))
+    return _print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "COMPONENTS / ERROR"), rows)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """``rae schema``: JSON Schema of assemblies, with every registered component's params."""
+    from rae_framework.describe import assembly_json_schema
+
+    return _print_json(assembly_json_schema(_session()))
+
+
+def _print_json(data: Any) -> int:
+    print(json.dumps(data, indent=2, default=str))
+    return EXIT_OK
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> int:
+    from rae_framework.describe import format_table
+
+    print("\n".join(format_table(header, rows)))
+    return EXIT_OK

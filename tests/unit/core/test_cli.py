@@ -1,0 +1,156 @@
+"""The CLI in-process (with the fake plugin) and in subprocesses (real plugins, no torch import)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from core_fakes import FakePlugin
+from rae_framework import Session, cli
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+
+ASSEMBLY = """\
+name: cli-run
+components:
+  encoder: {name: fake-encoder}
+  decoder: {name: fake-decoder}
+stages:
+  train_decoder: {steps: 1}
+"""
+
+
+@pytest.fixture
+def fake_cli(monkeypatch):
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin())])
+    monkeypatch.setattr(cli, "_session", lambda: session)
+    return session
+
+
+@pytest.fixture
+def assembly_file(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(ASSEMBLY)
+    return path
+
+
+def test_validate_ok_and_print(fake_cli, assembly_file, capsys):
+    assert cli.main(["validate", str(assembly_file)]) == 0
+    assert "ok (cli-run: encoder=fake-encoder, decoder=fake-decoder)" in capsys.readouterr().out
+    assert cli.main(["validate", str(assembly_file), "--print", "--set", "seed=5"]) == 0
+    assert "seed: 5" in capsys.readouterr().out
+
+
+def test_validate_invalid_exits_2_with_location_and_no_traceback(fake_cli, assembly_file, capsys):
+    code = cli.main(["validate", str(assembly_file), "--set", "components.decoder.params.hidden_size=x"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--set components.decoder.params.hidden_size=x: components.decoder.params.hidden_size" in err
+    assert "Traceback" not in err
+
+
+def test_validate_missing_file_exits_2(fake_cli, tmp_path, capsys):
+    assert cli.main(["validate", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: cannot read" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(fake_cli, tmp_path, capsys):
+    assert cli.main(["--debug", "validate", str(tmp_path / "none.yaml")]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_run_without_engine_or_with_failing_engine_exits_1(fake_cli, assembly_file, monkeypatch, capsys):
+    def failing_engine(assembly, out_dir, *, resume, stages):
+        raise RuntimeError(f"boom {assembly.name} {out_dir.name} {resume} {stages}")
+
+    monkeypatch.setattr(cli, "_engine_runner", lambda: failing_engine)
+    code = cli.main(["run", str(assembly_file), "--out", "x", "--resume", "--stage", "sample"])
+    assert code == 1
+    assert "boom cli-run x True ['sample']" in capsys.readouterr().err
+
+
+def test_run_hands_the_assembly_to_the_engine(fake_cli, assembly_file, monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(cli, "_engine_runner", lambda: lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert cli.main(["run", str(assembly_file), "--out", str(tmp_path / "o"), "--set", "seed=9"]) == 0
+    ((assembly, out_dir), kwargs), = calls
+    assert assembly.seed == 9 and out_dir == tmp_path / "o" and kwargs == {"resume": False, "stages": None}
+
+
+def test_list_and_describe(fake_cli, capsys):
+    assert cli.main(["list", "encoder", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["name"] == "fake-encoder" and entry["plugin"] == "fakes"
+    assert cli.main(["describe", "encoder", "fake-encoder"]) == 0
+    out = capsys.readouterr().out
+    assert "patch_size" in out and "Patch side." in out and "4" in out
+    assert cli.main(["describe", "encoder", "fake-encodr"]) == 2
+    assert "Did you mean 'fake-encoder'?" in capsys.readouterr().err
+    assert cli.main(["list", "encodr"]) == 2
+
+
+def test_schema_types_component_params(fake_cli, capsys):
+    assert cli.main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    variants = schema["properties"]["components"]["additionalProperties"]["anyOf"]
+    names = {variant["properties"]["name"]["const"] for variant in variants}
+    assert "fake-denoiser" in names
+    denoiser = schema["$defs"]["FakeDenoiserConfig"]
+    assert "in_channels" in denoiser["properties"] and "required" not in denoiser
+    assert schema["required"] == ["name"]
+
+
+def rae(*args: str, env: dict | None = None, cwd: Path = REPOSITORY) -> subprocess.CompletedProcess:
+    """``python -m rae_framework ARGS`` that also reports whether torch got imported."""
+    code = ("import sys, runpy; sys.argv = ['rae', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('rae_framework', run_name='__main__')\n"
+            "except SystemExit as exit:\n    print('TORCH-IMPORTED' if 'torch' in sys.modules else 'TORCH-FREE',"
+            " file=sys.stderr)\n    raise\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120)
+
+
+def test_help_list_describe_schema_plugins_never_import_torch(tmp_path):
+    for args in (["--help"], ["list"], ["list", "presets", "--json"], ["plugins", "--json"], ["schema"],
+                 ["describe", "sampler", "euler"]):
+        result = rae(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "TORCH-FREE" in result.stderr, args
+
+
+def test_validate_never_imports_torch(tmp_path):
+    path = tmp_path / "flow.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: flow-only
+        components:
+          sampler: {name: euler, params: {num_steps: 4}}
+          guidance: {name: cfg}
+        """))
+    result = rae("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "TORCH-FREE" in result.stderr
+
+
+def test_recipes_are_listed_and_described_and_validated(monkeypatch, tmp_path, assembly_file, capsys):
+    catalog = tmp_path / "recipes.yaml"
+    catalog.write_text(f"kind: recipe\npresets:\n"
+                       f"  good: {{component: assembly, params: {{path: {assembly_file}}}, summary: works}}\n"
+                       f"  gone: {{component: assembly, params: {{path: nowhere.yaml}}, summary: missing}}\n")
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(catalog)]))])
+    monkeypatch.setattr(cli, "_session", lambda: session)
+    assert cli.main(["list", "presets", "--json"]) == 0
+    recipes = [p for p in json.loads(capsys.readouterr().out) if p["kind"] == "recipe"]
+    assert {p["name"] for p in recipes} == {"good", "gone"}
+    assert cli.main(["describe", "recipe", "good"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe 'good': works" in out and "valid: encoder=fake-encoder" in out
+    assert cli.main(["describe", "recipe", "gone"]) == 0
+    assert "not present" in capsys.readouterr().out
+    assembly_file.write_text(ASSEMBLY.replace("steps: 1", "steps: 0"))
+    assert cli.main(["describe", "recipe", "good"]) == 2
+    assert "stages.train_decoder.steps" in capsys.readouterr().err
