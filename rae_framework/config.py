@@ -28,3 +28,22 @@ class AutoencoderConfig(ComponentConfig):
     statistics: str | None = Field(None, description="Path of a latent statistics file (safetensors, or the "
                                                      "reference's .pt with 'mean' and/or 'var'); None = computed "
                                                      "by the latent_stats stage or identity.")
+
+
+def latent_shape_of(encoder_config: ComponentConfig) -> tuple[int, int, int]:
+    """``(token_dim, grid, grid)``: the latent shape an encoder config implies (torch-free).
+
+    Encoder configs expose the properties ``token_dim`` and ``grid_size`` (tokens per side at their input size).
+    """
+    return (encoder_config.token_dim, encoder_config.grid_size, encoder_config.grid_size)
+
+
+def fill_decoder_params(decoder_params: dict, encoder_config: ComponentConfig) -> dict:
+    """The decoder params with ``token_dim`` and ``num_patches`` derived from the encoder where absent."""
+    channels, grid, _ = latent_shape_of(encoder_config)
+    filled = dict(decoder_params)
+    if filled.get("token_dim") is None:
+        filled["token_dim"] = channels
+    if filled.get("num_patches") is None:
+        filled["num_patches"] = grid * grid
+    return filled

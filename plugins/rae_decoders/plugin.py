@@ -5,4 +5,7 @@ from rae_framework import hookimpl
 
 @hookimpl
 def rae_register_components(registrar):
-    """Components of this plugin (filled in as they are implemented)."""
+    """The ViT pixel decoder."""
+    registrar.add("decoder", "vit", factory="rae_decoders.vit:ViTDecoder",
+                  config="rae_decoders.configs:ViTDecoderConfig",
+                  summary="MAE-style ViT decoder: tokens -> pixels (the paper's stage-1 decoder)")
