@@ -28,10 +28,16 @@ from rae_denoisers.layers import (
     GaussianFourierEmbedder,
     LabelEmbedder,
     PatchEmbed,
-    sincos_pos_embed,
+    frozen_pos_embed,
     unpatchify,
 )
-from rae_denoisers.lightning_dit import DiTBlock, FinalLayer, init_embedders, latent_geometry, zero_init_modulation
+from rae_denoisers.lightning_dit import (
+    DiTBlock,
+    FinalLayer,
+    init_embedders,
+    latent_geometry,
+    zero_init_modulation,
+)
 
 
 class DiTDH(Denoiser):
@@ -53,7 +59,7 @@ class DiTDH(Denoiser):
         self.y_embedder = LabelEmbedder(config.num_classes, body, config.class_dropout_prob)
         self.final_layer = FinalLayer(head, p * p * self.in_channels, config.use_rmsnorm)
         if config.use_pos_embed:
-            self.register_buffer("pos_embed", sincos_pos_embed(body, grid)[None])  # (1, N, body)
+            self.pos_embed = frozen_pos_embed(body, grid)  # (1, N, body)
         self.enc_feat_rope, self.dec_feat_rope = self._ropes(grid) if config.use_rope else (None, None)
         widths = [body] * config.depth[0] + [head] * config.depth[1]
         heads = [config.num_heads[0]] * config.depth[0] + [config.num_heads[1]] * config.depth[1]

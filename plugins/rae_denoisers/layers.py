@@ -100,6 +100,11 @@ def unpatchify(tokens: torch.Tensor, channels: int, patch_size: int) -> torch.Te
     return grid.permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, side * p, side * p)
 
 
+def frozen_pos_embed(dim: int, grid: int) -> nn.Parameter:
+    """The sin-cos table ``(1, grid*grid, dim)`` as a frozen parameter (counted and stored like the reference's)."""
+    return nn.Parameter(sincos_pos_embed(dim, grid)[None], requires_grad=False)
+
+
 def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
     """Fixed 2-D sin-cos table ``(grid*grid, dim)``: first half encodes the column, second the row.
 
@@ -149,12 +154,13 @@ class AxialRoPE2D(nn.Module):
 class GaussianFourierEmbedder(nn.Module):
     """``t (B,)`` in [0, 1] -> ``mlp([sin(2 pi t W), cos(2 pi t W)])`` of shape ``(B, D)``.
 
-    ``W`` (random normal frequencies) is a buffer: it is part of the state dict and always loaded.
+    ``W`` (random normal frequencies) is a frozen parameter, as in the reference: it is part of the state
+    dict (always load it, never resample it) and of the parameter count, but is not trained.
     """
 
     def __init__(self, dim: int, features: int = FOURIER_FEATURES) -> None:
         super().__init__()
-        self.register_buffer("W", torch.randn(features))
+        self.W = nn.Parameter(torch.randn(features), requires_grad=False)
         self.mlp = nn.Sequential(nn.Linear(2 * features, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:

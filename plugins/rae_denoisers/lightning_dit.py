@@ -20,10 +20,10 @@ from rae_denoisers.layers import (
     GaussianFourierEmbedder,
     LabelEmbedder,
     PatchEmbed,
+    frozen_pos_embed,
     make_mlp,
     make_norm,
     modulate,
-    sincos_pos_embed,
     unpatchify,
 )
 
@@ -115,7 +115,7 @@ class LightningDiT(Denoiser):
         self.t_embedder = GaussianFourierEmbedder(width)
         self.y_embedder = LabelEmbedder(config.num_classes, width, config.class_dropout_prob)
         if config.use_pos_embed:
-            self.register_buffer("pos_embed", sincos_pos_embed(width, grid)[None])  # (1, N, D)
+            self.pos_embed = frozen_pos_embed(width, grid)  # (1, N, D)
         self.feat_rope = AxialRoPE2D(width // config.num_heads, grid) if config.use_rope else None
         self.blocks = nn.ModuleList(DiTBlock(width, config.num_heads, config, self.attention_backend)
                                     for _ in range(config.depth))
