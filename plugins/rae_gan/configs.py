@@ -33,17 +33,19 @@ class DinoDiscriminatorConfig(ComponentConfig):
     norm_type: Literal["bn", "gn"] = Field("bn", description="Head normalisation: local batch norm or GroupNorm(32).")
     spectral_norm: bool = Field(True, description="Spectral normalisation on the head convolutions.")
     norm_eps: float = Field(1e-6, gt=0, description="eps of the head norms and the backbone LayerNorms.")
-    embed_dim: int | None = Field(None, ge=8, description="Backbone width override (random backbones only).")
-    depth: int | None = Field(None, ge=1, description="Backbone depth override (random backbones only).")
-    num_heads: int | None = Field(None, ge=1, description="Backbone attention heads override (random backbones "
-                                                          "only).")
-    patch_size: int | None = Field(None, ge=1, description="Backbone patch size override (random backbones only).")
+    embed_dim: int | None = Field(None, ge=8, description="Backbone width override (random or local-file backbones).")
+    depth: int | None = Field(None, ge=1, description="Backbone depth override (random or local-file backbones).")
+    num_heads: int | None = Field(None, ge=1, description="Backbone attention heads override (random or "
+                                                          "local-file backbones).")
+    patch_size: int | None = Field(None, ge=1, description="Backbone patch size override (random or local-file "
+                                                           "backbones).")
 
     @model_validator(mode="after")
     def _overrides_need_random_backbone(self) -> DinoDiscriminatorConfig:
         overrides = [self.embed_dim, self.depth, self.num_heads, self.patch_size]
-        if self.pretrained and any(value is not None for value in overrides):
-            raise ValueError("embed_dim/depth/num_heads/patch_size overrides need pretrained: false")
+        if self.pretrained and self.weights is None and any(value is not None for value in overrides):
+            raise ValueError("embed_dim/depth/num_heads/patch_size overrides do not fit the hub weights: set "
+                             "pretrained: false or a local `weights` file")
         return self
 
 
