@@ -52,6 +52,10 @@ class RepresentationAutoencoder(nn.Module):
         self.register_buffer("image_std", torch.tensor(encoder.image_std, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("latent_mean", torch.zeros(self.latent_shape))
         self.register_buffer("latent_var", torch.ones(self.latent_shape))
+        if self.config.statistics is not None:
+            from rae_framework.engine.statistics import load_statistics
+
+            self.set_statistics(*load_statistics(self.config.statistics))
 
     def set_statistics(self, mean: torch.Tensor | None = None, var: torch.Tensor | None = None) -> None:
         """Latent statistics, broadcast to ``latent_shape``; a missing mean is 0 and a missing var 1."""
