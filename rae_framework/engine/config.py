@@ -50,8 +50,14 @@ class TrainDecoderStage(ComponentConfig):
     discriminator_start_step: int = Field(0, ge=0, description="Step from which the discriminator trains.")
     gan_start_step: int = Field(0, ge=0, description="Step from which the GAN term enters the decoder loss.")
     checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
-    sample_every: int = Field(500, gt=0, description="Steps between saved reconstructions.")
+    sample_every: int = Field(500, gt=0, description="Steps between saved reconstructions (and held-out "
+                                                     "PSNR/SSIM when those metrics are registered).")
     keep_last: int = Field(2, gt=0, description="Checkpoints kept.")
+    log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")
+    eval_images: int = Field(256, gt=0, description="Held-out images used for PSNR/SSIM during training.")
+    gan_loss: Literal["hinge", "vanilla"] = Field("hinge", description="Discriminator loss.")
+    max_adaptive_weight: float = Field(1e4, gt=0.0, description="Upper clamp of the adaptive GAN weight.")
+    diffaug: bool = Field(True, description="DiffAugment (color, translation, cutout) on discriminator inputs.")
 
 
 class LatentStatsStage(ComponentConfig):
@@ -73,9 +79,15 @@ class TrainDenoiserStage(ComponentConfig):
     class_dropout: float = Field(0.1, ge=0.0, le=1.0, description="Label dropout to the null class.")
     mixed_precision: Literal["no", "bf16"] = Field("no", description="bf16 autocast.")
     compile: bool = Field(False, description="torch.compile the denoiser.")
+    label_dropout: Literal["engine", "model"] = Field(
+        "engine", description="'engine': labels are dropped by the engine with probability class_dropout from "
+                              "the step's seeded generator (identical under resume, accumulation and DDP) and the "
+                              "denoiser runs with its own random drop off; 'model': the denoiser's train mode "
+                              "drops labels itself (class_dropout unused).")
     latent_cache: bool = Field(True, description="Encode the dataset once (with flips) and train from disk.")
     checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
     keep_last: int = Field(2, gt=0, description="Checkpoints kept.")
+    log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")
 
 
 class SampleStage(ComponentConfig):
@@ -86,6 +98,11 @@ class SampleStage(ComponentConfig):
     labels: Literal["equal", "random"] = Field("equal", description="How class labels are chosen.")
     batch_size: int = Field(100, gt=0, description="Samples per batch.")
     use_ema: bool = Field(True, description="Sample with the EMA weights.")
+    guide_weights: str | None = Field(None, description="Weights of the 'guide' denoiser (autoguidance): a "
+                                                        ".safetensors file or a train_denoiser checkpoint folder "
+                                                        "(its ema.safetensors is used).")
+    grid_columns: int = Field(8, gt=0, description="Samples per class row in grid.png.")
+    grid_max_classes: int = Field(16, gt=0, description="At most this many class rows in grid.png.")
 
 
 class EvaluateStage(ComponentConfig):
@@ -93,7 +110,9 @@ class EvaluateStage(ComponentConfig):
 
     enabled: bool = Field(True, description="Run this stage.")
     metrics: list[str] = Field(default_factory=list, description="Registered metric names to compute.")
-    reference: str | None = Field(None, description="Reference batch (ADM .npz or image folder) for gFID etc.")
+    reference: str | None = Field(None, description="Reference batch (ADM .npz or image folder) for gFID etc.; "
+                                                    "None = the held-out split of the training data.")
+    batch_size: int = Field(64, gt=0, description="Images per metric update.")
 
 
 class StagesConfig(ComponentConfig):

@@ -1,0 +1,199 @@
+"""Image datasets (bundled digits, folder of class subfolders) and a deterministic batch plan.
+
+Every dataset item is ``(image (3, H, W) float32 in [0, 1], label int)``; items are addressed by
+``(index, flip)`` so that the order *and* the augmentation of a run are a pure function of
+``(seed, epoch)`` (see :class:`BatchPlan`): resuming needs only the number of samples consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from rae_framework.engine.config import DataConfig
+from rae_framework.errors import ConfigError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG", ".JPG", ".PNG")
+SPLIT_SEED = 20251014  # fixed, so that every run seed sees the same train/holdout split
+
+
+def center_crop_arr(image: Image.Image, image_size: int) -> Image.Image:
+    """ADM's centre crop: BOX-halve while large, BICUBIC-resize the short side, crop the centre."""
+    while min(*image.size) >= 2 * image_size:
+        image = image.resize(tuple(side // 2 for side in image.size), resample=Image.BOX)
+    scale = image_size / min(*image.size)
+    image = image.resize(tuple(round(side * scale) for side in image.size), resample=Image.BICUBIC)
+    array = np.asarray(image)
+    top, left = (array.shape[0] - image_size) // 2, (array.shape[1] - image_size) // 2
+    return Image.fromarray(array[top:top + image_size, left:left + image_size])
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
+
+
+class DigitsDataset(torch.utils.data.Dataset):
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), upsampled to ``image_size``, RGB."""
+
+    num_classes = 10
+
+    def __init__(self, image_size: int, indices: np.ndarray | None = None) -> None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = torch.from_numpy(digits.images.astype(np.float32) / 16.0)  # (N, 8, 8) in [0, 1]
+        labels = torch.from_numpy(digits.target.astype(np.int64))
+        keep = torch.from_numpy(indices) if indices is not None else torch.arange(len(labels))
+        self.images, self.labels, self.image_size = images[keep], labels[keep], image_size
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, item: tuple[int, bool] | int) -> tuple[torch.Tensor, int]:
+        index, flip = item if isinstance(item, tuple) else (item, False)
+        small = self.images[index][None, None]  # (1, 1, 8, 8)
+        image = F.interpolate(small, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        image = image[0].expand(3, -1, -1).clamp(0.0, 1.0)  # (3, S, S)
+        return (image.flip(-1) if flip else image.contiguous()), int(self.labels[index])
+
+
+def list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Files and labels of an ImageNet-layout folder (one subfolder per class, sorted by name)."""
+    if not root.is_dir():
+        raise ConfigError(f"data.root: {root} is not a folder of class subfolders")
+    classes = sorted(path.name for path in root.iterdir() if path.is_dir())
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(path for path in (root / name).rglob("*") if path.suffix in IMAGE_SUFFIXES)
+        files.extend(found)
+        labels.extend([label] * len(found))
+    if not files:
+        raise ConfigError(f"data.root: no images ({', '.join(IMAGE_SUFFIXES[:5])}) under {root}/<class>/")
+    return files, labels, classes
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Class subfolders of images (ImageNet layout), PIL-decoded, ADM centre crop to ``image_size``."""
+
+    def __init__(self, root: str | Path, image_size: int, indices: np.ndarray | None = None) -> None:
+        files, labels, classes = list_image_folder(Path(root))
+        keep = indices if indices is not None else np.arange(len(files))
+        self.files = [files[i] for i in keep]
+        self.labels = [labels[i] for i in keep]
+        self.classes, self.num_classes, self.image_size = classes, len(classes), image_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, item: tuple[int, bool] | int) -> tuple[torch.Tensor, int]:
+        index, flip = item if isinstance(item, tuple) else (item, False)
+        with Image.open(self.files[index]) as image:
+            array = np.asarray(center_crop_arr(image.convert("RGB"), self.image_size))
+        return _to_tensor(array[:, ::-1] if flip else array), self.labels[index]
+
+
+def split_indices(total: int, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train, holdout) index split, the same for every run seed."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(total)
+    holdout = int(round(total * holdout_fraction))
+    return np.sort(order[holdout:]), np.sort(order[:holdout])
+
+
+def dataset_size(config: DataConfig) -> int:
+    """Number of images of the whole source (before the split)."""
+    if config.source == "digits":
+        from sklearn.datasets import load_digits
+
+        return len(load_digits().target)
+    return len(list_image_folder(Path(_require_root(config)))[0])
+
+
+def _require_root(config: DataConfig) -> str:
+    if config.root is None:
+        raise ConfigError("data.root is required when data.source is 'folder'")
+    return config.root
+
+
+def build_dataset(config: DataConfig, split: str = "train") -> DigitsDataset | ImageFolderDataset:
+    """The ``train`` or ``holdout`` split of the configured source."""
+    if split not in ("train", "holdout"):
+        raise ConfigError(f"Unknown split {split!r}: expected 'train' or 'holdout'")
+    train, holdout = split_indices(dataset_size(config), config.holdout_fraction)
+    indices = train if split == "train" else holdout
+    if config.source == "digits":
+        return DigitsDataset(config.image_size, indices)
+    return ImageFolderDataset(_require_root(config), config.image_size, indices)
+
+
+@dataclass
+class BatchPlan:
+    """Which samples (and flips) make up each global batch: a pure function of ``(seed, epoch)``.
+
+    Samples are drawn as one endless stream of per-epoch permutations; global batch ``s`` holds stream
+    positions ``[s * B, (s + 1) * B)``. Rank ``r`` of ``W`` takes the ``r``-th contiguous slice of size B / W,
+    so the union over ranks equals the single-process batch exactly.
+    """
+
+    num_samples: int
+    seed: int
+    flip: bool = False
+    _epochs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(permutation (N,), flips (N,) bool)`` of one epoch (the last two epochs are memoised)."""
+        if epoch not in self._epochs:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(self.num_samples)
+            flips = rng.random(self.num_samples) < 0.5 if self.flip else np.zeros(self.num_samples, bool)
+            self._epochs = {key: value for key, value in self._epochs.items() if key == epoch - 1}
+            self._epochs[epoch] = (order, flips)
+        return self._epochs[epoch]
+
+    def positions(self, start: int, count: int) -> list[tuple[int, bool]]:
+        """``(index, flip)`` of stream positions ``[start, start + count)``."""
+        items = []
+        for position in range(start, start + count):
+            order, flips = self.epoch(position // self.num_samples)
+            offset = position % self.num_samples
+            items.append((int(order[offset]), bool(flips[offset])))
+        return items
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[tuple[int, bool]]:
+        """This rank's share of global batch ``step`` of size ``batch_size``."""
+        if batch_size % world_size:
+            raise ConfigError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
+        share = batch_size // world_size
+        return self.positions(step * batch_size + rank * share, share)
+
+
+class PlannedBatches(torch.utils.data.Sampler):
+    """A DataLoader ``batch_sampler``: this rank's ``(index, flip)`` lists from ``start_step`` on."""
+
+    def __init__(self, plan: BatchPlan, batch_size: int, start_step: int, stop_step: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.plan, self.batch_size, self.rank, self.world_size = plan, batch_size, rank, world_size
+        self.start_step, self.stop_step = start_step, stop_step
+
+    def __iter__(self):
+        for step in range(self.start_step, self.stop_step):
+            yield self.plan.batch(step, self.batch_size, self.rank, self.world_size)
+
+    def __len__(self) -> int:
+        return max(0, self.stop_step - self.start_step)
+
+
+def collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[(image, label)]`` -> ``(images (B, 3, H, W), labels (B,) int64)``."""
+    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items], dtype=torch.int64)
+
+
+def batch_loader(dataset: torch.utils.data.Dataset, sampler: PlannedBatches, num_workers: int = 0):
+    """A DataLoader yielding ``(images, labels)`` batches in plan order."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                       collate_fn=collate, persistent_workers=False)

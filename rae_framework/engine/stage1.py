@@ -1,0 +1,275 @@
+"""Stage 1: train the RAE decoder (frozen encoder) with L1 + perceptual + adaptive GAN losses.
+
+The encoder runs in eval mode without gradients; the RAE's train mode adds the noise augmentation to the
+latents. The discriminator (optional) has its own AdamW; its updates start at ``discriminator_start_step``
+and the GAN term enters the decoder loss at ``gan_start_step``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from rae_framework.data.datasets import BatchPlan, PlannedBatches, batch_loader
+from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
+from rae_framework.engine.config import TrainDecoderStage
+from rae_framework.engine.distributed import DistContext, unwrap, wrap_model
+from rae_framework.engine.ema import EMA
+from rae_framework.engine.evaluation import reduce_metric
+from rae_framework.engine.logging import RunLogger, progress
+from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from rae_framework.engine.sampling import to_uint8
+from rae_framework.engine.stage2 import step_generator
+from rae_framework.errors import TrainingDivergedError
+
+STREAM_STAGE1 = 1000  # + rank: each rank draws its own latent noise and augmentations
+
+
+@dataclass
+class Stage1Parts:
+    """The optional pieces of the stage-1 objective."""
+
+    discriminator: nn.Module | None = None
+    perceptual: nn.Module | None = None
+    augment: Callable[..., torch.Tensor] | None = None  # DiffAugment: augment(images, generator=...)
+    metrics: dict[str, object] = field(default_factory=dict)  # name -> Metric (held-out PSNR/SSIM)
+
+
+@dataclass
+class Stage1State:
+    """Trainable state of stage 1 (decoder, its EMA, optimisers; discriminator when present)."""
+
+    decoder: nn.Module
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    discriminator: nn.Module | None = None
+    disc_optimizer: torch.optim.Optimizer | None = None
+    disc_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    step: int = 0
+
+    def _modules(self) -> dict[str, nn.Module]:
+        modules = {"decoder": unwrap(self.decoder), "ema": self.ema.model}
+        return {**modules, "discriminator": self.discriminator} if self.discriminator is not None else modules
+
+    def _optimizers(self) -> dict[str, object]:
+        named = {"optimizer": self.optimizer, "scheduler": self.scheduler}
+        if self.disc_optimizer is not None:
+            named.update(disc_optimizer=self.disc_optimizer, disc_scheduler=self.disc_scheduler)
+        return named
+
+    def save(self, manager: CheckpointManager) -> Path:
+        """Checkpoint all weights, optimiser/scheduler states and RNG states at the current step."""
+        weights = {name: module_tensors(module) for name, module in self._modules().items()}
+        state = {name: item.state_dict() for name, item in self._optimizers().items()}
+        return manager.save(self.step, weights, {**state, "rng": rng_state(), "data_position": self.step})
+
+    def load(self, manager: CheckpointManager) -> None:
+        """Continue from the latest checkpoint of ``manager``."""
+        weights, state = manager.load()
+        for name, module in self._modules().items():
+            module.load_state_dict(weights[name])
+        for name, item in self._optimizers().items():
+            item.load_state_dict(state[name])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+
+def build_stage1_state(rae: nn.Module, stage: TrainDecoderStage, parts: Stage1Parts,
+                       device: torch.device) -> Stage1State:
+    """Decoder + EMA + AdamW/schedule, and the discriminator's own AdamW/schedule."""
+    rae.to(device)
+    rae.encoder.requires_grad_(False)
+    optimizer = build_optimizer(rae.decoder.parameters(), stage.optimizer)
+    state = Stage1State(rae.decoder, EMA(rae.decoder, stage.ema_decay), optimizer,
+                        build_scheduler(optimizer, stage.optimizer, stage.steps))
+    if parts.discriminator is not None:
+        state.discriminator = parts.discriminator.to(device)
+        state.disc_optimizer = build_optimizer(state.discriminator.parameters(), stage.optimizer)
+        state.disc_scheduler = build_scheduler(state.disc_optimizer, stage.optimizer, stage.steps)
+    if parts.perceptual is not None:
+        parts.perceptual.to(device).eval().requires_grad_(False)
+    return state
+
+
+@contextlib.contextmanager
+def swapped_decoder(rae: nn.Module, decoder: nn.Module):
+    """Temporarily decode with ``decoder`` (e.g. the EMA copy) instead of the trained one."""
+    original = rae.decoder
+    rae.decoder = decoder
+    try:
+        yield rae
+    finally:
+        rae.decoder = original
+
+
+def match_size(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize targets to the decoder's output size when they differ (bicubic, antialiased)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def reconstruction_loss(recon: torch.Tensor, images: torch.Tensor, stage: TrainDecoderStage,
+                        perceptual: nn.Module | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """``l1_weight * L1 + perceptual_weight * LPIPS`` (scalar) and its parts for logging."""
+    l1 = (recon - images).abs().mean()
+    loss, logged = stage.l1_weight * l1, {"l1": float(l1.detach())}
+    if perceptual is not None and stage.perceptual_weight > 0:
+        distance = perceptual(recon, images).mean()
+        loss, logged["perceptual"] = loss + stage.perceptual_weight * distance, float(distance.detach())
+    return loss, logged
+
+
+def _augmented(parts: Stage1Parts, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return parts.augment(images, generator=generator) if parts.augment is not None else images
+
+
+def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
+                   images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """The decoder's loss: reconstruction, plus the adaptive-weighted GAN term once it is active."""
+    loss, logged = reconstruction_loss(recon, images, stage, parts.perceptual)
+    if state.discriminator is None or stage.gan_weight == 0 or state.step < stage.gan_start_step:
+        return loss, logged
+    from rae_gan.losses import adaptive_weight, vanilla_g_loss
+
+    gan = vanilla_g_loss(state.discriminator(_augmented(parts, recon, generator)).float())
+    weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight)
+    logged.update(gan=float(gan.detach()), adaptive_weight=float(weight))
+    return loss + stage.gan_weight * weight * gan, logged
+
+
+def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
+                       images: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+    """One discriminator update on (augmented) real images and detached reconstructions."""
+    if state.discriminator is None or state.step < stage.discriminator_start_step:
+        return {}
+    from rae_gan.losses import DISC_LOSSES
+
+    state.disc_optimizer.zero_grad(set_to_none=True)
+    real = state.discriminator(_augmented(parts, images, generator)).float()
+    fake = state.discriminator(_augmented(parts, recon.detach(), generator)).float()
+    loss = DISC_LOSSES[stage.gan_loss](real, fake)
+    loss.backward()
+    clip_gradients(state.discriminator.parameters(), stage.optimizer.grad_clip)
+    state.disc_optimizer.step()
+    state.disc_scheduler.step()
+    return {"disc_loss": float(loss.detach())}
+
+
+def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
+                 images: torch.Tensor, manager: CheckpointManager, generator: torch.Generator) -> dict[str, float]:
+    """Encode (no grad, noisy), decode, one decoder update, one discriminator update, EMA.
+
+    ``generator`` (seeded by seed, rank and step) drives the latent noise and DiffAugment.
+    """
+    rae.train()
+    rae.encoder.eval()
+    with torch.no_grad():
+        latents = rae.encode(images, generator=generator)  # (B, C, h, w), noise-augmented in train mode
+    recon = rae.decode(latents)  # (B, 3, H', W')
+    images = match_size(images, recon.shape[-2:])
+    loss, logged = generator_loss(state, parts, stage, recon, images, generator)
+    if not torch.isfinite(loss):
+        last = manager.latest()
+        raise TrainingDivergedError(f"train_decoder: loss is {float(loss)} at step {state.step + 1}; stopped. "
+                                    f"Last good checkpoint: {manager.path(last) if last is not None else 'none'}")
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    logged["grad_norm"] = clip_gradients(state.decoder.parameters(), stage.optimizer.grad_clip)
+    state.optimizer.step()
+    state.scheduler.step()
+    logged.update(discriminator_step(state, parts, stage, recon, images, generator))
+    state.ema.update(unwrap(state.decoder))
+    state.step += 1
+    return {"loss": float(loss.detach()), **logged}
+
+
+@torch.no_grad()
+def reconstruct(rae: nn.Module, decoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Eval-mode (noise-free) reconstructions in [0, 1] with ``decoder`` (e.g. the EMA copy)."""
+    was_training = rae.training
+    rae.eval()
+    with swapped_decoder(rae, decoder):
+        recon = rae.decode(rae.encode(images)).clamp(0.0, 1.0)
+    rae.train(was_training)
+    return recon
+
+
+def evaluate_holdout(rae: nn.Module, decoder: nn.Module, images: torch.Tensor, metrics: dict[str, object],
+                     batch_size: int, context: DistContext) -> dict[str, float]:
+    """Held-out PSNR/SSIM (whatever metrics are given) of this rank's shard, reduced over ranks."""
+    shard = images[context.rank::context.world_size]
+    results: dict[str, float] = {}
+    for metric in metrics.values():
+        metric.reset()
+        for start in range(0, shard.shape[0], batch_size):
+            batch = shard[start:start + batch_size].to(context.device)
+            recon = reconstruct(rae, decoder, batch)
+            metric.update(generated=recon, reference=match_size(batch, recon.shape[-2:]))
+        results.update(reduce_metric(metric, context).compute())
+    return results
+
+
+def save_reconstructions(rae: nn.Module, decoder: nn.Module, images: torch.Tensor, path: Path) -> None:
+    """A PNG with originals (top row) over EMA reconstructions (bottom row)."""
+    recon = reconstruct(rae, decoder, images)
+    rows = [to_uint8(match_size(images, recon.shape[-2:]).cpu()), to_uint8(recon)]  # 2 x (B, H, W, 3)
+    strip = np.concatenate([np.concatenate(list(row), axis=1) for row in rows])  # (2H, B*W, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(strip).save(path)
+
+
+def _periodic(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
+              holdout: torch.Tensor, out_dir: Path, logger: RunLogger, context: DistContext) -> None:
+    """Every ``sample_every`` steps and at the end: reconstructions PNG and held-out metrics (EMA decoder)."""
+    if state.step % stage.sample_every and state.step != stage.steps or holdout.shape[0] == 0:
+        return
+    if context.is_main:
+        save_reconstructions(rae, state.ema.model, holdout[:8].to(context.device),
+                             out_dir / "reconstructions" / f"step_{state.step:08d}.png")
+    if parts.metrics:
+        results = evaluate_holdout(rae, state.ema.model, holdout, parts.metrics, stage.batch_size, context)
+        logger.scalars("train_decoder", state.step, {f"holdout_{name}": value for name, value in results.items()})
+
+
+def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDecoderStage, parts: Stage1Parts,
+                  *, checkpoint_dir: str | Path, out_dir: str | Path, seed: int, logger: RunLogger,
+                  context: DistContext | None = None, resume: bool = True, flips: bool = False,
+                  num_workers: int = 0, on_step: Callable[[int, float], None] | None = None) -> Stage1State:
+    """Train ``rae.decoder`` for ``stage.steps`` steps; ``holdout`` ``(M, 3, H, W)`` feeds the periodic checks."""
+    context = context or DistContext()
+    manager = CheckpointManager(checkpoint_dir, stage.keep_last)
+    state = build_stage1_state(rae, stage, parts, context.device)
+    if resume and manager.latest() is not None:
+        state.load(manager)
+        logger.info(f"train_decoder: resumed from step {state.step}")
+    state.decoder = wrap_model(state.decoder, context)
+    rae.decoder = state.decoder
+    sampler = PlannedBatches(BatchPlan(len(dataset), seed, flips), stage.batch_size, state.step, stage.steps,
+                             context.rank, context.world_size)
+    bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
+    for images, _ in batch_loader(dataset, sampler, num_workers):
+        generator = step_generator(seed, STREAM_STAGE1 + context.rank, state.step, context.device)
+        logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, generator)
+        if state.step % stage.log_every == 0 or state.step == stage.steps:
+            logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]})
+        _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)
+        if context.is_main and (state.step % stage.checkpoint_every == 0 or state.step == stage.steps):
+            state.save(manager)
+        context.barrier()
+        bar.set_postfix(loss=f"{logged['loss']:.4f}")
+        bar.update(1)
+        if on_step is not None:
+            on_step(state.step, logged["loss"])
+    bar.close()
+    rae.decoder = state.decoder = unwrap(state.decoder)
+    return state

@@ -1,0 +1,237 @@
+"""Stage 2: flow matching of a denoiser on (cached) RAE latents.
+
+Every random draw of a step (noise, times, label drops) is made for the whole *global* batch from a
+generator seeded by ``(seed, step)``; each rank and each micro-batch takes its slice. Hence single-process,
+gradient accumulation and DDP compute the same mathematical step, and a resumed run the same bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from rae_framework.data.datasets import BatchPlan
+from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
+from rae_framework.engine.config import TrainDenoiserStage
+from rae_framework.engine.distributed import DistContext, no_sync, unwrap, wrap_model
+from rae_framework.engine.ema import EMA
+from rae_framework.engine.logging import RunLogger, progress
+from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from rae_framework.errors import ConfigError, TrainingDivergedError
+from rae_framework.interfaces import Denoiser, NoiseSchedule
+
+STREAM_STAGE2 = 2  # generator stream id, so stage-1 and stage-2 draws never coincide
+
+
+class LatentSource(Protocol):
+    """Anything that turns ``(index, flip)`` items into ``(latents (B, C, h, w), labels (B,))``."""
+
+    num_samples: int
+
+    def batch(self, items: list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents and labels of the items."""
+
+
+class EncodedLatents:
+    """A :class:`LatentSource` that runs the encoder on every batch (no cache)."""
+
+    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], dataset) -> None:
+        self.encode, self.dataset, self.num_samples = encode, dataset, len(dataset)
+
+    def batch(self, items: list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode, augment and encode the items' images."""
+        pairs = [self.dataset[item] for item in items]
+        images = torch.stack([image for image, _ in pairs])  # (B, 3, H, W)
+        labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
+        return self.encode(images).float().cpu(), labels
+
+
+def step_generator(seed: int, stream: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator (on ``device``) whose state is a pure function of ``(seed, stream, step)``."""
+    value = ((seed * 1_000_003 + stream) * 1_000_000_007 + step) % (2**63)
+    return torch.Generator(device=device).manual_seed(value)
+
+
+@dataclass(frozen=True)
+class StepDraws:
+    """The random inputs of one global batch: noise ``(B, C, h, w)``, times ``(B,)``, label drops ``(B,)``."""
+
+    noise: torch.Tensor
+    t: torch.Tensor
+    drop: torch.Tensor
+
+    def slice(self, start: int, stop: int, device: torch.device) -> StepDraws:
+        """Rows ``[start, stop)`` on ``device``."""
+        return StepDraws(*(value[start:stop].to(device) for value in (self.noise, self.t, self.drop)))
+
+
+def draw_step(schedule: NoiseSchedule, generator: torch.Generator, batch_size: int,
+              latent_shape: tuple[int, ...], class_dropout: float) -> StepDraws:
+    """Noise first, then times (the reference's order), then the label-drop mask."""
+    noise = torch.randn((batch_size, *latent_shape), generator=generator)
+    t = schedule.sample_time(batch_size, generator=generator).float()
+    drop = torch.rand(batch_size, generator=generator) < class_dropout
+    return StepDraws(noise, t, drop)
+
+
+def flow_matching_loss(schedule: NoiseSchedule, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss ``(B,)`` of :meth:`NoiseSchedule.training_loss`, with the draws given explicitly."""
+    prediction = model(schedule.interpolate(x, noise, t.to(x.dtype)), t.to(x.dtype), y)
+    error = (prediction.float() - schedule.velocity_target(x, noise).float()) ** 2
+    return error.mean(dim=tuple(range(1, x.dim()))) * schedule.loss_weight(t)
+
+
+@dataclass
+class Stage2State:
+    """Everything stage 2 trains and checkpoints."""
+
+    model: nn.Module  # the unwrapped denoiser
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    step: int = 0
+
+    def save(self, manager: CheckpointManager) -> Path:
+        """Checkpoint model, EMA, optimiser, scheduler and RNG states at the current step."""
+        weights = {"model": module_tensors(self.model), "ema": module_tensors(self.ema.model)}
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": rng_state(), "data_position": self.step}
+        return manager.save(self.step, weights, state)
+
+    def load(self, manager: CheckpointManager) -> None:
+        """Continue from the latest checkpoint of ``manager``."""
+        weights, state = manager.load()
+        self.model.load_state_dict(weights["model"])
+        self.ema.load_state_dict(weights["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+
+def check_label_dropout(denoiser: Denoiser, stage: TrainDenoiserStage) -> None:
+    """Label drops need the denoiser's null-class row (``class_dropout_prob > 0`` in its config)."""
+    own = getattr(denoiser.config, "class_dropout_prob", None)
+    if stage.class_dropout > 0 and own == 0:
+        raise ConfigError("stages.train_denoiser.class_dropout > 0 but the denoiser has class_dropout_prob 0 "
+                          "(no null-class embedding): set the denoiser's class_dropout_prob > 0")
+
+
+def build_stage2_state(denoiser: Denoiser, stage: TrainDenoiserStage, device: torch.device) -> Stage2State:
+    """Model on ``device``, its EMA copy, AdamW and the LR schedule."""
+    model = denoiser.to(device)
+    optimizer = build_optimizer(model.parameters(), stage.optimizer)
+    return Stage2State(model, EMA(model, stage.ema_decay), optimizer,
+                       build_scheduler(optimizer, stage.optimizer, stage.steps))
+
+
+def _micro_batches(stage: TrainDenoiserStage, context: DistContext) -> tuple[int, int]:
+    """``(rank share of the global batch, micro-batch size)``; errors when sizes do not divide."""
+    parts = context.world_size * stage.grad_accumulation
+    if stage.batch_size % parts:
+        raise ConfigError(f"stages.train_denoiser.batch_size {stage.batch_size} is not divisible by "
+                          f"{context.world_size} processes x grad_accumulation {stage.grad_accumulation}")
+    return stage.batch_size // context.world_size, stage.batch_size // parts
+
+
+def _autocast(stage: TrainDenoiserStage, device: torch.device):
+    if stage.mixed_precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def accumulate_gradients(train_model: nn.Module, schedule: NoiseSchedule, x: torch.Tensor, y: torch.Tensor,
+                         draws: StepDraws, stage: TrainDenoiserStage, context: DistContext) -> torch.Tensor:
+    """Backward of ``sum(loss) / global_batch`` over this rank's micro-batches; returns the loss sum."""
+    _, micro = _micro_batches(stage, context)
+    null_label = unwrap(train_model).num_classes
+    y = torch.where(draws.drop, torch.full_like(y, null_label), y)
+    total = torch.zeros((), device=x.device)
+    for index, start in enumerate(range(0, x.shape[0], micro)):
+        rows = slice(start, start + micro)
+        with no_sync(train_model, index < stage.grad_accumulation - 1), _autocast(stage, x.device):
+            losses = flow_matching_loss(schedule, train_model, x[rows], y[rows], draws.noise[rows], draws.t[rows])
+        # DDP averages gradients over ranks: scale so the result is the global-batch mean.
+        (losses.sum() * (context.world_size / stage.batch_size)).backward()
+        total += losses.detach().sum()
+    return total
+
+
+def optimizer_step(state: Stage2State, stage: TrainDenoiserStage, loss: float, logger: RunLogger,
+                   manager: CheckpointManager) -> float:
+    """Clip, step, schedule, EMA; a non-finite loss raises :class:`TrainingDivergedError`."""
+    if not torch.isfinite(torch.tensor(loss)):
+        last = manager.latest()
+        raise TrainingDivergedError(
+            f"train_denoiser: loss is {loss} at step {state.step + 1}; stopped. Last good checkpoint: "
+            f"{manager.path(last) if last is not None else 'none'} (lower the learning rate or enable clipping)")
+    grad_norm = clip_gradients(state.model.parameters(), stage.optimizer.grad_clip)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.ema.update(state.model)
+    state.step += 1
+    return grad_norm
+
+
+def _prepare_training(denoiser: Denoiser, stage: TrainDenoiserStage, context: DistContext,
+                      manager: CheckpointManager, resume: bool, logger: RunLogger) -> tuple[Stage2State, nn.Module]:
+    check_label_dropout(denoiser, stage)
+    state = build_stage2_state(denoiser, stage, context.device)
+    if resume and manager.latest() is not None:
+        state.load(manager)
+        logger.info(f"train_denoiser: resumed from step {state.step}")
+    train_model = wrap_model(state.model, context)
+    if stage.compile:
+        train_model = torch.compile(train_model)
+    # The engine drops labels itself (deterministic, rank-consistent); the model's own random drop is off.
+    state.model.train(stage.label_dropout == "model")
+    return state, train_model
+
+
+def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSource, stage: TrainDenoiserStage,
+                   *, checkpoint_dir: str | Path, seed: int, logger: RunLogger, context: DistContext | None = None,
+                   resume: bool = True, flips: bool = False,
+                   on_step: Callable[[int, float], None] | None = None) -> Stage2State:
+    """Train ``denoiser`` for ``stage.steps`` optimiser steps; returns the final state (EMA included)."""
+    context = context or DistContext()
+    manager = CheckpointManager(checkpoint_dir, stage.keep_last)
+    state, train_model = _prepare_training(denoiser, stage, context, manager, resume, logger)
+    plan, (share, _) = BatchPlan(source.num_samples, seed, flips), _micro_batches(stage, context)
+    latent_shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
+    dropout = stage.class_dropout if stage.label_dropout == "engine" else 0.0
+    bar = progress(stage.steps, "train_denoiser", enabled=context.is_main, initial=state.step)
+    while state.step < stage.steps:
+        x, y = source.batch(plan.batch(state.step, stage.batch_size, context.rank, context.world_size))
+        draws = draw_step(schedule, step_generator(seed, STREAM_STAGE2, state.step), stage.batch_size,
+                          latent_shape, dropout).slice(context.rank * share, (context.rank + 1) * share,
+                                                       context.device)
+        total = accumulate_gradients(train_model, schedule, x.to(context.device), y.to(context.device), draws,
+                                     stage, context)
+        loss = float(context.all_reduce_sum(total)) / stage.batch_size
+        grad_norm = optimizer_step(state, stage, loss, logger, manager)
+        _after_step(state, stage, logger, manager, context, loss, grad_norm)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.update(1)
+        if on_step is not None:
+            on_step(state.step, loss)
+    bar.close()
+    return state
+
+
+def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger, manager: CheckpointManager,
+                context: DistContext, loss: float, grad_norm: float) -> None:
+    """Log every ``log_every`` steps; checkpoint every ``checkpoint_every`` steps and at the end."""
+    if state.step % stage.log_every == 0 or state.step == stage.steps:
+        lr = state.scheduler.get_last_lr()[0]
+        logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr})
+    if context.is_main and (state.step % stage.checkpoint_every == 0 or state.step == stage.steps):
+        state.save(manager)
+    context.barrier()
