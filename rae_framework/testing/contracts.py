@@ -1,0 +1,438 @@
+"""Contract test classes, one per kind, parametrised over the registry's ``*-tiny`` presets.
+
+Subclass one in a test module and pytest runs it on every matching registered component::
+
+    from rae_framework.testing import EncoderContract
+
+    class TestMyEncoders(EncoderContract):
+        component_name = "patch-mean"   # optional: only this component (default: every encoder)
+        preset_name = None              # optional: this preset (default: each of its "-tiny" presets)
+
+or ``TestPatchMean = contract_tests_for("encoder", "patch-mean")``. ``--rae-contract-plugin NAME``
+restricts every contract class to the components of one plugin. Each case builds the component from
+its preset, on CPU, and checks the interface of its kind, shapes, dtypes, determinism in eval mode,
+gradient flow for trainable modules and the Config rules (frozen, ``extra="forbid"``, every field
+described, JSON round trip, torch-free module).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from pydantic import BaseModel, ValidationError
+
+from rae_framework.config import ComponentConfig
+from rae_framework.registry import Entry, Provenance, import_reference
+from rae_framework.session import Session
+from rae_framework.testing.doubles import LinearSchedule, LinearScheduleConfig, TinyDenoiser, TinyDenoiserConfig
+
+SESSION_KEY = pytest.StashKey[Session]()
+TORCH_FREE_KEY = pytest.StashKey[dict]()
+PLUGIN_OPTION = "rae_contract_plugin"
+
+
+@dataclass(frozen=True)
+class ContractCase:
+    """One component built from one preset."""
+
+    kind: str
+    name: str
+    preset: str | None
+    provenance: Provenance
+
+    @property
+    def id(self) -> str:
+        """Test id, e.g. ``dit-dh[dit-dh-tiny]``."""
+        return f"{self.name}[{self.preset or 'defaults'}]"
+
+
+def _matches(entry: Entry, plugins: list[str]) -> bool:
+    return not plugins or bool({entry.provenance.plugin, entry.provenance.distribution} & set(plugins))
+
+
+def contract_cases(session: Session, kind: str | None, *, component: str | None = None,
+                   preset: str | None = None, plugins: list[str] = (),
+                   exclude_kinds: tuple[str, ...] = ()) -> list[ContractCase]:
+    """Cases for ``kind`` (None: every kind not in ``exclude_kinds``): each component's ``-tiny`` presets."""
+    kinds = [kind] if kind is not None else [k for k in sorted(session.registry.kinds) if k not in exclude_kinds]
+    cases = []
+    for each_kind in kinds:
+        if each_kind not in session.registry.kinds:
+            continue
+        for entry in session.registry.entries(each_kind):
+            if (component and entry.name != component) or not _matches(entry, list(plugins)):
+                continue
+            names = [preset] if preset else [p.name for p in session.presets.all(each_kind)
+                                             if p.component == entry.name and p.name.endswith("-tiny")]
+            cases.extend(ContractCase(each_kind, entry.name, name, entry.provenance) for name in names)
+    return cases
+
+
+def contract_session(config: pytest.Config) -> Session:
+    """One :class:`Session` per pytest run, shared by all contract classes."""
+    if SESSION_KEY not in config.stash:
+        config.stash[SESSION_KEY] = Session()
+    return config.stash[SESSION_KEY]
+
+
+def undescribed_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Fields (nested models included) without a description."""
+    missing = []
+    for name, field in model.model_fields.items():
+        if not (field.description or "").strip():
+            missing.append(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            missing.extend(undescribed_fields(field.annotation, f"{prefix}{name}."))
+    return missing
+
+
+def _module_is_torch_free(module: str) -> str:
+    code = f"import importlib, sys; importlib.import_module({module!r}); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        return f"import failed: {result.stderr.strip().splitlines()[-1:]}"
+    return "" if result.stdout.strip() == "False" else "imports torch"
+
+
+class ComponentContract:
+    """Checks every component of any kind satisfies (the Config rules, building, the kind's interface)."""
+
+    kind: ClassVar[str | None] = None  # None: every kind that no other contract class covers
+    component_name: ClassVar[str | None] = None
+    preset_name: ClassVar[str | None] = None
+    exclude_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Parametrise ``contract_case`` over the registry."""
+        if "contract_case" not in metafunc.fixturenames:
+            return
+        cases = contract_cases(contract_session(metafunc.config), self.kind, component=self.component_name,
+                               preset=self.preset_name, plugins=metafunc.config.getoption(PLUGIN_OPTION, default=[]),
+                               exclude_kinds=self.exclude_kinds)
+        metafunc.parametrize("contract_case", cases, ids=[case.id for case in cases])
+
+    @pytest.fixture
+    def session(self, request: pytest.FixtureRequest) -> Session:
+        """The shared session."""
+        return contract_session(request.config)
+
+    @pytest.fixture
+    def entry(self, session: Session, contract_case: ContractCase) -> Entry:
+        """The registry entry under test."""
+        return session.registry.get(contract_case.kind, contract_case.name)
+
+    @pytest.fixture
+    def config(self, session: Session, contract_case: ContractCase) -> ComponentConfig:
+        """The validated Config of the case's preset."""
+        return session.make_config(contract_case.kind, contract_case.name, preset=contract_case.preset)
+
+    @pytest.fixture
+    def component(self, entry: Entry, config: ComponentConfig) -> Any:
+        """The component, built with a fixed seed, in eval mode if it is a module."""
+        torch.manual_seed(0)
+        built = Session.build_from_config(entry, config)
+        return built.eval() if isinstance(built, torch.nn.Module) else built
+
+    def test_config_is_frozen_strict_and_described(self, entry: Entry) -> None:
+        model = entry.load_config_model()
+        assert issubclass(model, ComponentConfig), f"{model.__name__} must subclass ComponentConfig"
+        assert model.model_config.get("extra") == "forbid" and model.model_config.get("frozen") is True
+        assert undescribed_fields(model) == [], "every field needs Field(..., description=...)"
+
+    def test_config_rejects_unknown_keys_and_mutation(self, config: ComponentConfig) -> None:
+        with pytest.raises(ValidationError):
+            type(config).model_validate({**config.model_dump(), "surely_not_a_parameter": 1})
+        fields = list(type(config).model_fields)
+        if fields:
+            with pytest.raises(ValidationError):
+                setattr(config, fields[0], getattr(config, fields[0]))
+
+    def test_config_round_trips_through_json(self, config: ComponentConfig) -> None:
+        assert type(config).model_validate_json(config.model_dump_json()) == config
+
+    def test_config_module_is_torch_free(self, entry: Entry, request: pytest.FixtureRequest) -> None:
+        module = entry.config.partition(":")[0]
+        verdicts = request.config.stash.setdefault(TORCH_FREE_KEY, {})
+        if module not in verdicts:
+            verdicts[module] = _module_is_torch_free(module)
+        assert verdicts[module] == "", f"config module {module}: {verdicts[module]} (listing/validating must not)"
+
+    def test_component_implements_its_kind(self, session: Session, entry: Entry, config: ComponentConfig,
+                                           component: Any) -> None:
+        interface = import_reference(session.registry.kinds[entry.kind])
+        assert isinstance(component, interface), f"{type(component).__name__} must implement {interface.__name__}"
+        assert isinstance(config, type(component).Config)
+        assert component.config == config
+
+
+def _trainable(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+def assert_gradients_flow(module: torch.nn.Module, output: torch.Tensor) -> None:
+    """Every trainable parameter is reached by ``output`` and some gradient is non-zero.
+
+    The loss is a fixed random projection of the output, so zero-initialised last layers (adaLN-Zero)
+    still receive a gradient.
+    """
+    weights = torch.randn(output.shape, generator=torch.Generator().manual_seed(0))
+    (output.float() * weights).sum().backward()
+    trainable = _trainable(module)
+    assert trainable, "a trainable module needs trainable parameters"
+    unused = [name for name, p in trainable if p.grad is None]
+    assert unused == [], f"parameters not reached by the output (unused?): {unused[:8]}"
+    assert any(p.grad.abs().sum() > 0 for _, p in trainable), "all gradients are zero"
+
+
+def assert_deterministic(call: Any) -> torch.Tensor:
+    """Two calls give identical finite outputs; returns the output."""
+    with torch.no_grad():
+        first, second = call(), call()
+    assert torch.equal(first, second), "two identical calls differ in eval mode"
+    assert torch.isfinite(first).all(), "non-finite output"
+    return first
+
+
+def _image_size(config: ComponentConfig, default: int = 32) -> int:
+    size = getattr(config, "input_size", None) or getattr(config, "image_size", None)
+    return size if isinstance(size, int) else default
+
+
+def _images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))  # (B, 3, H, W)
+
+
+class EncoderContract(ComponentContract):
+    """Frozen encoders: normalised pixels -> ``(B, prefix + N, C)`` tokens."""
+
+    kind = "encoder"
+
+    def test_attributes_match_config(self, component: Any, config: ComponentConfig) -> None:
+        assert len(component.image_mean) == 3 and len(component.image_std) == 3
+        assert component.num_prefix_tokens >= 0 and component.input_size % component.patch_size == 0
+        assert config.token_dim == component.token_dim, "Config.token_dim must equal the encoder's token_dim"
+        assert config.grid_size == component.input_size // component.patch_size
+
+    def test_forward_shape_dtype_determinism(self, component: Any) -> None:
+        pixels = torch.randn(2, 3, component.input_size, component.input_size)  # (B, 3, S, S)
+        tokens = assert_deterministic(lambda: component(pixels))
+        expected = (2, component.num_prefix_tokens + component.num_tokens, component.token_dim)
+        assert tuple(tokens.shape) == expected and tokens.dtype == torch.float32
+
+    def test_is_frozen(self, component: Any) -> None:
+        assert _trainable(component) == [], "encoders are frozen: no parameter may require grad"
+
+
+class DecoderContract(ComponentContract):
+    """Decoders: ``(B, N, C)`` tokens -> ``(B, out, p sqrt(N), p sqrt(N))`` pixels."""
+
+    kind = "decoder"
+
+    @staticmethod
+    def _tokens(component: Any, config: ComponentConfig) -> torch.Tensor:
+        count = getattr(config, "num_patches", None) or 16
+        return torch.randn(2, count, component.token_dim, generator=torch.Generator().manual_seed(0))
+
+    def test_forward_shape_and_determinism(self, component: Any, config: ComponentConfig) -> None:
+        tokens = self._tokens(component, config)  # (B, N, C)
+        images = assert_deterministic(lambda: component(tokens))
+        side = component.patch_size * math.isqrt(tokens.shape[1])
+        assert tuple(images.shape) == (2, component.out_channels, side, side) and images.dtype == torch.float32
+
+    def test_gradients_flow(self, component: Any, config: ComponentConfig) -> None:
+        component.train()
+        assert isinstance(component.last_layer_weight, torch.Tensor) and component.last_layer_weight.requires_grad
+        assert_gradients_flow(component, component(self._tokens(component, config)))
+
+
+class DenoiserContract(ComponentContract):
+    """Denoisers: ``(x, t, y)`` -> velocity of the shape of ``x``."""
+
+    kind = "denoiser"
+
+    @staticmethod
+    def _inputs(component: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(3, component.in_channels, component.input_size, component.input_size, generator=generator)
+        t = torch.tensor([0.0, 0.5, 1.0])  # (B,)
+        y = torch.tensor([0, component.num_classes - 1, 0], dtype=torch.int64)  # (B,)
+        return x, t, y
+
+    def test_forward_shape_and_determinism(self, component: Any) -> None:
+        x, t, y = self._inputs(component)
+        velocity = assert_deterministic(lambda: component(x, t, y))
+        assert velocity.shape == x.shape and velocity.dtype == torch.float32
+
+    def test_gradients_flow(self, component: Any) -> None:
+        component.train()
+        torch.manual_seed(0)
+        assert_gradients_flow(component, component(*self._inputs(component)))
+
+
+class ScheduleContract(ComponentContract):
+    """Noise schedules: training times, the path, the velocity target, the sampling grid, the loss."""
+
+    kind = "schedule"
+
+    def test_training_times(self, component: Any) -> None:
+        draw = lambda: component.sample_time(64, generator=torch.Generator().manual_seed(0))  # noqa: E731
+        times = draw()
+        assert times.shape == (64,) and torch.equal(times, draw())
+        assert times.min() >= 0 and times.max() <= 1
+
+    def test_path_endpoints_and_target(self, component: Any) -> None:
+        x, noise = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+        torch.testing.assert_close(component.interpolate(x, noise, torch.zeros(2)), x)
+        torch.testing.assert_close(component.interpolate(x, noise, torch.ones(2)), noise)
+        assert component.velocity_target(x, noise).shape == x.shape
+
+    def test_sampling_grid(self, component: Any) -> None:
+        grid = component.sampling_grid(6)
+        assert grid.shape == (6,) and grid.dtype == torch.float32
+        assert (grid[1:] < grid[:-1]).all(), "the grid decreases from noise towards data"
+        assert grid.min() >= 0 and grid.max() <= 1 + 1e-5
+
+    def test_training_loss(self, component: Any) -> None:
+        denoiser = TinyDenoiser(TinyDenoiserConfig())
+        x, y = torch.randn(4, 4, 4, 4), torch.tensor([0, 1, 2, 0])
+        loss = component.training_loss(denoiser, x, y, generator=torch.Generator().manual_seed(0))
+        assert loss.shape == (4,) and torch.isfinite(loss).all() and (loss >= 0).all()
+        assert component.loss_weight(torch.rand(4)).shape == (4,)
+
+
+def _delta_velocity(target: torch.Tensor) -> Any:
+    """Exact velocity of the linear path when all data sits at ``target``: ``(x - target) / t``."""
+    return lambda x, t: (x - target) / t.clamp_min(1e-4).view(-1, 1, 1, 1)
+
+
+class SamplerContract(ComponentContract):
+    """Samplers: integrate a velocity field from noise towards data on a schedule's grid."""
+
+    kind = "sampler"
+
+    def _sample(self, component: Any, **options: Any) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        target = torch.full((2, 4, 3, 3), 0.5)
+        noise = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(1))  # (B, C, h, w)
+        schedule = LinearSchedule(LinearScheduleConfig())
+        result = component.sample(_delta_velocity(target), noise, schedule,
+                                  generator=torch.Generator().manual_seed(2), **options)
+        return result, noise, target
+
+    def test_converges_towards_the_data(self, component: Any) -> None:
+        result, noise, target = self._sample(component)
+        assert result.samples.shape == noise.shape and torch.isfinite(result.samples).all()
+        assert result.num_function_evals >= 1
+        assert (result.samples - target).abs().mean() < (noise - target).abs().mean()
+
+    def test_deterministic_for_a_seeded_generator(self, component: Any) -> None:
+        assert torch.equal(self._sample(component)[0].samples, self._sample(component)[0].samples)
+
+    def test_trajectory(self, component: Any) -> None:
+        result, noise, _ = self._sample(component, return_trajectory=True)
+        assert result.trajectory is not None and result.trajectory.shape[1:] == noise.shape
+        torch.testing.assert_close(result.trajectory[-1], result.samples)
+
+
+class DiscriminatorContract(ComponentContract):
+    """Discriminators: images -> logits; gradients reach the images and the trainable heads."""
+
+    kind = "discriminator"
+
+    def test_logits_and_determinism(self, component: Any, config: ComponentConfig) -> None:
+        images = _images(2, _image_size(config))
+        logits = assert_deterministic(lambda: component(images))
+        assert logits.shape[0] == 2
+
+    def test_gradients_reach_images_and_heads(self, component: Any, config: ComponentConfig) -> None:
+        images = _images(2, _image_size(config)).requires_grad_(True)
+        component.train()
+        assert_gradients_flow(component, component(images))
+        assert images.grad is not None and images.grad.abs().sum() > 0, "the generator loss needs input gradients"
+
+
+class GuidanceContract(ComponentContract):
+    """Guidance: a velocity field from a denoiser (and a guide); label-blind denoisers are left unchanged."""
+
+    kind = "guidance"
+
+    def test_velocity_field(self, component: Any) -> None:
+        denoiser = TinyDenoiser(TinyDenoiserConfig()).eval()
+        labels = torch.tensor([0, 2, 1])
+        guide = TinyDenoiser(TinyDenoiserConfig()).eval()
+        velocity = component.velocity(denoiser, labels, guide=guide if component.needs_guide else None)
+        x, t = torch.randn(3, 4, 4, 4), torch.tensor([0.1, 0.5, 0.9])
+        out = assert_deterministic(lambda: velocity(x, t))
+        assert out.shape == x.shape
+
+    def test_label_blind_denoiser_is_unchanged(self, component: Any) -> None:
+        denoiser = TinyDenoiser(TinyDenoiserConfig(use_labels=False)).eval()
+        labels = torch.tensor([0, 2, 1])
+        velocity = component.velocity(denoiser, labels, guide=denoiser if component.needs_guide else None)
+        x, t = torch.randn(3, 4, 4, 4), torch.tensor([0.1, 0.5, 0.9])
+        with torch.no_grad():
+            torch.testing.assert_close(velocity(x, t), denoiser(x, t, labels), rtol=1e-5, atol=1e-5)
+
+
+class MetricContract(ComponentContract):
+    """Metrics: update over batches, compute a dict of finite floats, reset forgets."""
+
+    kind = "metric"
+
+    def _measure(self, component: Any, size: int) -> dict[str, float]:
+        component.reset()
+        for seed in (0, 1):
+            component.update(generated=_images(4, size, seed), reference=_images(4, size, seed + 10))
+        return component.compute()
+
+    def test_compute_after_updates_and_reset(self, component: Any, config: ComponentConfig) -> None:
+        size = _image_size(config)
+        values = self._measure(component, size)
+        assert values and all(isinstance(k, str) and isinstance(v, float) for k, v in values.items())
+        assert all(math.isfinite(v) for v in values.values()), values
+        assert self._measure(component, size) == values, "reset() must forget the earlier batches"
+
+
+class PerceptualContract(ComponentContract):
+    """Perceptual losses: per-sample distances, zero for identical images, gradients to the images."""
+
+    kind = "perceptual"
+
+    def test_distance(self, component: Any, config: ComponentConfig) -> None:
+        images, targets = _images(2, _image_size(config, 64), 0), _images(2, _image_size(config, 64), 1)
+        distance = assert_deterministic(lambda: component(images, targets))
+        assert distance.shape == (2,) and (distance >= 0).all()
+        with torch.no_grad():
+            torch.testing.assert_close(component(images, images), torch.zeros(2), atol=1e-5, rtol=0)
+
+    def test_frozen_with_gradients_to_images(self, component: Any, config: ComponentConfig) -> None:
+        images = _images(2, _image_size(config, 64), 0).requires_grad_(True)
+        component(images, _images(2, _image_size(config, 64), 1)).sum().backward()
+        assert _trainable(component) == [], "perceptual networks are frozen"
+        assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+KIND_CONTRACTS: dict[str, type[ComponentContract]] = {
+    contract.kind: contract for contract in (EncoderContract, DecoderContract, DenoiserContract, ScheduleContract,
+                                             SamplerContract, DiscriminatorContract, GuidanceContract,
+                                             MetricContract, PerceptualContract)
+}
+
+
+class OtherKindsContract(ComponentContract):
+    """The general contract for kinds that plugins add (e.g. ``feature_extractor``)."""
+
+    exclude_kinds = tuple(KIND_CONTRACTS)
+
+
+def contract_tests_for(kind: str, name: str | None = None, preset: str | None = None) -> type:
+    """A contract test class for one kind (and optionally one component/preset), to assign to ``Test...``."""
+    base = KIND_CONTRACTS.get(kind, ComponentContract)
+    title = "".join(part.capitalize() for part in f"{kind}-{name or 'all'}".replace("_", "-").split("-"))
+    return type(f"Test{title}Contract", (base,), {"kind": kind, "component_name": name,
+                                                  "preset_name": preset})
