@@ -5,11 +5,23 @@ from rae_framework import hookimpl
 METRICS = {
     "psnr": ("rae_metrics.psnr:PSNR", "PSNRConfig", "Mean per-image PSNR (dB) of reconstructions vs originals"),
     "ssim": ("rae_metrics.ssim:SSIM", "SSIMConfig", "Gaussian-window SSIM (skimage-equal), mean over images"),
+    "fid": ("rae_metrics.fid:FID", "FIDConfig", "Frechet distance of feature Gaussians (FID, rFID, gFID)"),
+    "inception-score": ("rae_metrics.fid:InceptionScore", "InceptionScoreConfig", "Inception Score over splits"),
+    "precision-recall": ("rae_metrics.fid:PrecisionRecall", "PrecisionRecallConfig",
+                         "Improved precision/recall on k-NN feature manifolds (k=3)"),
+}
+FEATURE_EXTRACTORS = {
+    "inception": ("rae_metrics.inception:InceptionFeatures", "InceptionConfig",
+                  "FID Inception-v3 (pytorch-fid weights): pool3 2048-d + 1008 logits"),
+    "random-conv": ("rae_metrics.features:RandomConvFeatures", "RandomConvConfig",
+                    "Fixed random conv features: offline tests only, numbers not comparable"),
 }
 
 
 @hookimpl
 def rae_register_components(registrar):
     """Metrics (kind ``metric``) and their feature networks (kind ``feature_extractor``)."""
-    for name, (factory, config, summary) in METRICS.items():
-        registrar.add("metric", name, factory=factory, config=f"rae_metrics.configs:{config}", summary=summary)
+    registrar.add_kind("feature_extractor", "rae_metrics.features:FeatureExtractor")
+    for kind, table in (("metric", METRICS), ("feature_extractor", FEATURE_EXTRACTORS)):
+        for name, (factory, config, summary) in table.items():
+            registrar.add(kind, name, factory=factory, config=f"rae_metrics.configs:{config}", summary=summary)

@@ -1,0 +1,54 @@
+"""The FID Inception: pytorch-fid's pool-branch variants, the offline weight error, feature shapes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import inception
+
+from rae_framework.errors import WeightsNotFoundError
+from rae_metrics.configs import InceptionConfig
+from rae_metrics.inception import InceptionFeatures, _avg_pool_without_padding, _max_pool, _pool_branch_replaced
+
+
+@pytest.mark.parametrize("pool", [_avg_pool_without_padding, _max_pool])
+def test_pool_branch_is_replaced_and_other_branches_kept(pool):
+    torch.manual_seed(0)
+    block = _pool_branch_replaced(inception.InceptionA, pool)(8, pool_features=4).eval()
+    x = torch.rand(1, 8, 6, 6)
+    branches = block._forward(x)
+    reference = inception.InceptionA._forward(block, x)
+    assert torch.allclose(branches[-1], block.branch_pool(pool(x)))
+    assert not torch.allclose(branches[-1], block.branch_pool(F.avg_pool2d(x, 3, 1, 1)))  # border differs
+    for ours, theirs in zip(branches[:-1], reference[:-1]):
+        assert torch.equal(ours, theirs)
+
+
+def test_missing_fid_weights_fail_fast_naming_file_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError, match=r"pt_inception-2015-12-05-6726825d\.pth.*" + str(tmp_path)):
+        InceptionFeatures(InceptionConfig())
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.slow  # writes and reads a 95 MB state dict
+def test_weights_file_round_trip_and_standard_flag(tmp_path):
+    extractor = InceptionFeatures(InceptionConfig(pretrained=False))
+    assert not extractor.standard
+    torch.save(extractor.net.state_dict(), tmp_path / "fid.pth")
+    loaded = InceptionFeatures(InceptionConfig(weights=str(tmp_path / "fid.pth")))
+    assert loaded.standard
+    for name, value in extractor.net.state_dict().items():
+        assert torch.equal(loaded.net.state_dict()[name], value), name
+
+
+@pytest.mark.slow
+def test_features_and_logits_shapes():
+    extractor = InceptionFeatures(InceptionConfig(pretrained=False, resize_input=False))
+    features = extractor(torch.rand(2, 3, 75, 75))  # the smallest input the graph takes
+    assert features.pool.shape == (2, 2048) and features.logits.shape == (2, 1008)
+    assert torch.isfinite(features.pool).all()
