@@ -1,0 +1,163 @@
+"""The run directory and what the stages share: paths, built components, stage records and input hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rae_framework.engine.distributed import DistContext
+from rae_framework.session import Session
+
+# Per stage: assembly sections, component roles and upstream stages whose outputs it consumes.
+STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "train_decoder": (("seed", "autoencoder", "data"), ("encoder", "decoder", "discriminator", "perceptual"), ()),
+    "latent_stats": (("autoencoder", "data"), ("encoder",), ()),
+    "train_denoiser": (("seed", "autoencoder", "data"), ("encoder", "denoiser", "schedule"), ("latent_stats",)),
+    "sample": (("seed", "autoencoder"), ("encoder", "decoder", "denoiser", "guide", "schedule", "sampler",
+                                         "guidance"), ("train_decoder", "latent_stats", "train_denoiser")),
+    "evaluate": (("autoencoder", "data"), ("encoder", "decoder"), ("train_decoder", "latent_stats", "sample")),
+}
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (streamed)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_sha256(value: Any) -> str:
+    """Hex sha256 of a canonical JSON dump."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """``stages/<stage>/stage_state.json``: the input hash a stage ran with and its outputs' hashes."""
+
+    stage: str
+    input_hash: str
+    outputs: dict[str, str]  # path relative to the run directory -> sha256
+    finished_at: float
+
+    @property
+    def output_hash(self) -> str:
+        """One hash over all outputs (what downstream stages hash)."""
+        return json_sha256(self.outputs)
+
+    @classmethod
+    def create(cls, stage: str, input_hash: str, outputs: list[Path], out_dir: Path) -> StageRecord:
+        """Hash ``outputs`` (files under ``out_dir``) into a record."""
+        hashes = {str(path.relative_to(out_dir)): file_sha256(path) for path in outputs}
+        return cls(stage, input_hash, hashes, time.time())
+
+
+class RunState:
+    """Paths of a run directory, the assembly's components (built once) and the stage records."""
+
+    def __init__(self, out_dir: str | Path, assembly, context: DistContext) -> None:
+        self.out_dir, self.assembly, self.context = Path(out_dir), assembly, context
+        self.session: Session = getattr(assembly, "_session", None) or Session()
+        self._components: dict[str, Any] = {}
+
+    # --- paths -------------------------------------------------------------------------------------------
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``: per-stage step folders and the final weights of each stage."""
+        return self.out_dir / "checkpoints"
+
+    def checkpoint_dir(self, stage: str) -> Path:
+        """Step checkpoints of a training stage."""
+        return self.checkpoints / stage
+
+    def record_path(self, stage: str) -> Path:
+        """Where a stage's record lives."""
+        return self.out_dir / "stages" / stage / "stage_state.json"
+
+    # --- components --------------------------------------------------------------------------------------
+    def has(self, role: str) -> bool:
+        """Whether the assembly defines ``role``."""
+        return role in self.assembly.components
+
+    def component(self, role: str) -> Any:
+        """The component of ``role``, built once per run."""
+        if role not in self._components:
+            # Seeded per role: randomly initialised weights do not depend on the order of builds.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(json_sha256([self.assembly.seed, role])[:15], 16))
+                self._components[role] = self.assembly.build(role, session=self.session)
+        return self._components[role]
+
+    def forget(self, role: str) -> None:
+        """Drop a cached component (e.g. after its weights were retrained on disk)."""
+        self._components.pop(role, None)
+
+    def optional(self, role: str) -> Any:
+        """The component of ``role`` or None when the assembly does not define it."""
+        return self.component(role) if self.has(role) else None
+
+    # --- records and hashes ------------------------------------------------------------------------------
+    @staticmethod
+    def config_sections(assembly, stage: str) -> dict[str, Any]:
+        """The resolved assembly sections ``stage`` depends on."""
+        resolved = assembly.resolved()
+        sections, roles, _ = STAGE_INPUTS[stage]
+        data = {section: resolved[section] for section in sections}
+        data["components"] = {role: resolved["components"].get(role) for role in roles}
+        data["stage"] = resolved["stages"].get(stage)
+        if stage == "evaluate":
+            data["sample_stage"] = resolved["stages"].get("sample")
+        return data
+
+    def input_hash(self, stage: str) -> str:
+        """Hash of the stage's config sections and its upstream stages' output hashes."""
+        upstream = {name: (record.output_hash if (record := self.record(name)) else None)
+                    for name in STAGE_INPUTS[stage][2]}
+        return json_sha256({"config": self.config_sections(self.assembly, stage), "upstream": upstream})
+
+    def record(self, stage: str) -> StageRecord | None:
+        """The stage's record, or None when it never finished here."""
+        path = self.record_path(stage)
+        return StageRecord(**json.loads(path.read_text())) if path.is_file() else None
+
+    def outputs_exist(self, record: StageRecord) -> bool:
+        """Whether every output the record names is still on disk with the recorded hash."""
+        return all((self.out_dir / name).is_file() and file_sha256(self.out_dir / name) == digest
+                   for name, digest in record.outputs.items())
+
+    def write_record(self, record: StageRecord) -> None:
+        """Atomically write a stage record."""
+        path = self.record_path(record.stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.tmp")
+        temp.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
+        os.replace(temp, path)
+
+    def invalidate_stale_checkpoints(self, stage: str, key: str, logger) -> None:
+        """Set aside step checkpoints written with other inputs, so that resume never mixes configurations."""
+        folder = self.checkpoint_dir(stage)
+        marker = folder / "inputs.json"
+        if self.context.is_main and folder.is_dir():
+            old = json.loads(marker.read_text()).get("input_hash") if marker.is_file() else None
+            if old != key:
+                target = folder.with_name(f"{stage}.stale-{(old or 'unknown')[:12]}-{int(time.time())}")
+                os.replace(folder, target)
+                logger.info(f"{stage}: inputs changed; previous checkpoints moved to {target}")
+        if self.context.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"input_hash": key}))
+        self.context.barrier()
+
+    def read_metrics(self) -> dict[str, float]:
+        """Contents of ``metrics.json`` (empty when absent)."""
+        path = self.out_dir / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,213 @@
+"""The five stages as ``run_<stage>(state, logger, resume=...) -> output files``: assembly -> loops.
+
+Each function builds what it needs from the :class:`RunState` (components, the RAE with the weights and
+statistics earlier stages left in the run directory), calls the loop of its own module and writes its final
+outputs on rank 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from rae_framework.data.datasets import build_dataset
+from rae_framework.data.latent_cache import LatentCache, build_latent_cache
+from rae_framework.engine.checkpoints import module_tensors, save_weights
+from rae_framework.engine.evaluation import evaluate_metric, load_reference_images, load_samples, write_metrics
+from rae_framework.engine.latent_statistics_stage import STATISTICS_FILE, compute_latent_statistics
+from rae_framework.engine.logging import RunLogger
+from rae_framework.engine.run_state import RunState, json_sha256
+from rae_framework.engine.sampling import run_sampling
+from rae_framework.engine.statistics import load_statistics
+from rae_framework.engine.stage1 import Stage1Parts, reconstruct, train_decoder
+from rae_framework.engine.stage2 import EncodedLatents, train_denoiser
+from rae_framework.errors import ConfigError
+
+DECODER_FILE, DECODER_EMA_FILE = "decoder.safetensors", "decoder_ema.safetensors"
+DENOISER_FILE, DENOISER_EMA_FILE = "denoiser.safetensors", "denoiser_ema.safetensors"
+
+
+def statistics_file(state: RunState, computed: bool) -> Path | None:
+    """Latent statistics to normalise with: this run's computed ones (when ``computed`` and the
+    latent_stats stage is part of the assembly), else ``autoencoder.statistics``, else None (identity)."""
+    run_file = state.checkpoints / STATISTICS_FILE
+    enabled = state.assembly.stages.latent_stats is not None and state.assembly.stages.latent_stats.enabled
+    if computed and enabled and run_file.is_file():
+        return run_file
+    configured = state.assembly.autoencoder.statistics
+    return Path(configured) if configured else None
+
+
+def build_rae(state: RunState, *, trained_decoder: bool = True, computed_statistics: bool = True):
+    """The assembly's RAE with the run's trained (EMA) decoder and latent statistics (see above)."""
+    from rae_framework.autoencoder import RepresentationAutoencoder
+
+    if not state.has("decoder"):
+        raise ConfigError("components.decoder: the run engine builds the RAE (encoder + decoder) for every "
+                          "stage that encodes or decodes; add a decoder to the assembly")
+    decoder = state.component("decoder")
+    weights = state.checkpoints / DECODER_EMA_FILE
+    if trained_decoder and weights.is_file():
+        decoder.load_state_dict(load_file(str(weights)))
+    rae = RepresentationAutoencoder(state.component("encoder"), decoder, state.assembly.autoencoder)
+    path = statistics_file(state, computed_statistics)
+    if path is not None:
+        rae.set_statistics(*load_statistics(path))
+    return rae.to(state.context.device).eval()
+
+
+def encode_fn(rae, device: torch.device):
+    """``images (B, 3, H, W) in [0, 1] -> normalised latents (B, C, h, w)``, eval mode, no grad."""
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return rae.encode(images.to(device))
+    return encode
+
+
+def holdout_images(state: RunState, limit: int | None = None) -> torch.Tensor:
+    """``(M, 3, H, W)`` images of the held-out split (the first ``limit``)."""
+    dataset = build_dataset(state.assembly.data, "holdout")
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if count == 0:
+        return torch.zeros(0, 3, state.assembly.data.image_size, state.assembly.data.image_size)
+    return torch.stack([dataset[index][0] for index in range(count)])
+
+
+def stage1_parts(state: RunState, stage) -> Stage1Parts:
+    """Discriminator, perceptual loss, DiffAugment and held-out metrics, where the assembly has them."""
+    parts = Stage1Parts(discriminator=state.optional("discriminator"), perceptual=state.optional("perceptual"))
+    if parts.discriminator is not None and stage.diffaug:
+        from rae_gan.configs import DiffAugmentConfig
+        from rae_gan.diffaug import DiffAugment
+
+        parts.augment = DiffAugment(DiffAugmentConfig())
+    registry = state.session.registry
+    for name in ("psnr", "ssim"):
+        if "metric" in registry.kinds and registry.contains("metric", name):
+            parts.metrics[name] = state.session.build("metric", name)
+    return parts
+
+
+def _save_final(state: RunState, weights: dict[str, dict[str, torch.Tensor]]) -> list[Path]:
+    paths = [state.checkpoints / name for name in weights]
+    if state.context.is_main:
+        for path, tensors in zip(paths, weights.values()):
+            save_weights(path, tensors)
+    state.context.barrier()
+    return paths
+
+
+def run_train_decoder(state: RunState, logger: RunLogger, *, resume: bool = True) -> list[Path]:
+    """Stage 1 -> ``checkpoints/decoder.safetensors`` and ``decoder_ema.safetensors``."""
+    stage, data = state.assembly.stages.train_decoder, state.assembly.data
+    rae = build_rae(state, trained_decoder=False, computed_statistics=False)
+    holdout = holdout_images(state, stage.eval_images)
+    result = train_decoder(rae, build_dataset(data, "train"), holdout, stage, stage1_parts(state, stage),
+                           checkpoint_dir=state.checkpoint_dir("train_decoder"), out_dir=state.out_dir,
+                           seed=state.assembly.seed, logger=logger, context=state.context, resume=resume,
+                           flips=data.horizontal_flip, num_workers=data.num_workers)
+    return _save_final(state, {DECODER_FILE: module_tensors(result.decoder),
+                               DECODER_EMA_FILE: module_tensors(result.ema.model)})
+
+
+def run_latent_stats(state: RunState, logger: RunLogger, *, resume: bool = True) -> list[Path]:
+    """Exact latent mean/var over the training split -> ``checkpoints/latent_stats.safetensors``."""
+    del resume  # one streamed pass; nothing to resume
+    stage = state.assembly.stages.latent_stats
+    path = state.checkpoints / STATISTICS_FILE
+    rae = build_rae(state, trained_decoder=False, computed_statistics=False)
+    compute_latent_statistics(rae, build_dataset(state.assembly.data, "train"), path, batch_size=stage.batch_size,
+                              context=state.context, logger=logger)
+    return [path]
+
+
+def latent_source(state: RunState, rae, stage, logger: RunLogger):
+    """The memory-mapped latent cache (built when missing or stale), or on-the-fly encoding."""
+    data, dataset = state.assembly.data, build_dataset(state.assembly.data, "train")
+    encode = encode_fn(rae, state.context.device)
+    if not stage.latent_cache:
+        return EncodedLatents(encode, dataset)
+    stats = state.record("latent_stats")
+    key = json_sha256({"encoder": state.assembly.resolved()["components"]["encoder"], "data": data.model_dump(),
+                       "autoencoder": state.assembly.autoencoder.model_dump(),
+                       "statistics": stats.output_hash if stats else None})
+    folder = state.out_dir / "latent_cache"
+    if LatentCache.is_complete(folder, key):
+        return LatentCache(folder)
+    logger.info(f"train_denoiser: encoding {len(dataset)} images into the latent cache {folder}")
+    shape = tuple(state.assembly.latent_shape)
+    return build_latent_cache(folder, encode, dataset, latent_shape=shape, flips=data.horizontal_flip, key=key,
+                              batch_size=state.assembly.stages.latent_stats.batch_size
+                              if state.assembly.stages.latent_stats else 64, context=state.context)
+
+
+def run_train_denoiser(state: RunState, logger: RunLogger, *, resume: bool = True) -> list[Path]:
+    """Stage 2 -> ``checkpoints/denoiser.safetensors`` and ``denoiser_ema.safetensors``."""
+    stage = state.assembly.stages.train_denoiser
+    source = latent_source(state, build_rae(state, trained_decoder=False), stage, logger)
+    result = train_denoiser(state.component("denoiser"), state.component("schedule"), source, stage,
+                            checkpoint_dir=state.checkpoint_dir("train_denoiser"), seed=state.assembly.seed,
+                            logger=logger, context=state.context, resume=resume,
+                            flips=state.assembly.data.horizontal_flip)
+    return _save_final(state, {DENOISER_FILE: module_tensors(result.model),
+                               DENOISER_EMA_FILE: module_tensors(result.ema.model)})
+
+
+def load_guide(state: RunState, path: str | None):
+    """The autoguidance guide denoiser with its weights (safetensors file or checkpoint folder)."""
+    guide = state.component("guide")
+    if path is None:
+        raise ConfigError("stages.sample.guide_weights: autoguidance needs the guide denoiser's weights")
+    file = Path(path) / "ema.safetensors" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise ConfigError(f"stages.sample.guide_weights: {file} does not exist")
+    guide.load_state_dict(load_file(str(file)))
+    return guide.to(state.context.device).eval()
+
+
+def run_sample(state: RunState, logger: RunLogger, *, resume: bool = True) -> list[Path]:
+    """Generate samples with the (EMA) denoiser -> ``samples/samples.npz`` and ``samples/grid.png``."""
+    del resume  # sampling is seeded per batch; a rerun reproduces it
+    stage, device = state.assembly.stages.sample, state.context.device
+    denoiser = state.component("denoiser")
+    weights = state.checkpoints / (DENOISER_EMA_FILE if stage.use_ema else DENOISER_FILE)
+    if weights.is_file():
+        denoiser.load_state_dict(load_file(str(weights)))
+    else:
+        logger.info(f"sample: {weights} not found; sampling with the denoiser's own initial weights")
+    guidance = state.optional("guidance")
+    guide = load_guide(state, stage.guide_weights) if getattr(guidance, "needs_guide", False) else None
+    rae = build_rae(state)
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        return rae.decode(latents).clamp(0.0, 1.0)
+
+    run_sampling(denoiser.to(device).eval(), state.component("schedule"), state.component("sampler"), decode,
+                 stage, state.out_dir / "samples", seed=state.assembly.seed, guidance=guidance, guide=guide,
+                 context=state.context)
+    return [state.out_dir / "samples" / "samples.npz", state.out_dir / "samples" / "grid.png"]
+
+
+def run_evaluate(state: RunState, logger: RunLogger, *, resume: bool = True) -> list[Path]:
+    """Every metric named in ``stages.evaluate.metrics`` -> ``metrics.json``."""
+    del resume
+    stage = state.assembly.stages.evaluate
+    reference = (load_reference_images(stage.reference, state.assembly.data.image_size)
+                 if stage.reference else holdout_images(state))
+    samples = load_samples(state.out_dir / "samples" / "samples.npz")
+    needs_rae = state.has("encoder") and state.has("decoder")
+    rae = build_rae(state) if needs_rae else None
+    reconstruct_fn = (lambda images: reconstruct(rae, rae.decoder, images)) if rae is not None else None
+    results: dict[str, float] = {}
+    for name in stage.metrics:
+        values = evaluate_metric(name, state.session.build("metric", name), samples=samples, reference=reference,
+                                 reconstruct=reconstruct_fn, batch_size=stage.batch_size, context=state.context)
+        logger.info(f"evaluate: {name} = {values}")
+        results.update(values)
+    path = state.out_dir / "metrics.json"
+    if state.context.is_main:
+        write_metrics(path, results)
+    state.context.barrier()
+    return [path]
