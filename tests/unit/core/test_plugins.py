@@ -1,0 +1,86 @@
+"""The plugin manager: isolation of broken plugins, misspelled hooks, duplicates, strict mode, presets hook."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from core_fakes import FakePlugin
+from rae_framework import Session, hookimpl
+from rae_framework.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
+from rae_framework.registry import Entry, Provenance, Registry
+
+
+def plugin_module(**hooks) -> types.ModuleType:
+    module = types.ModuleType("throwaway_plugin")
+    for name, function in hooks.items():
+        setattr(module, name, hookimpl(function))
+    return module
+
+
+def register_sampler(name):
+    def rae_register_components(registrar):
+        registrar.add("sampler", name, factory="core_fakes:FakeComponent", config="core_fakes:FakeSamplerConfig")
+    return rae_register_components
+
+
+def test_misspelled_hook_is_an_error_and_the_plugin_is_skipped():
+    typo = plugin_module(rae_register_component=register_sampler("typo"))  # missing the final "s"
+    session = Session(entry_points=False, plugins=[("typo", typo), ("fakes", FakePlugin())])
+    (failed,) = session.plugin_manager.failures()
+    assert failed.name == "typo" and "rae_register_component" in failed.error
+    assert session.registry.contains("sampler", "fake-sampler")
+
+
+def test_plugin_raising_while_registering_adds_nothing():
+    def rae_register_components(registrar):
+        registrar.add("sampler", "half", factory="core_fakes:FakeComponent", config="core_fakes:FakeSamplerConfig")
+        raise RuntimeError("halfway")
+
+    half = plugin_module(rae_register_components=rae_register_components)
+    session = Session(entry_points=False, plugins=[("half", half)])
+    assert "halfway" in session.plugin_manager.failures()[0].error
+    assert not session.registry.contains("sampler", "half")
+
+
+def test_duplicate_name_names_both_origins():
+    first, second = (plugin_module(rae_register_components=register_sampler("x")) for _ in range(2))
+    session = Session(entry_points=False, plugins=[("first", first), ("second", second)])
+    (failed,) = session.plugin_manager.failures()
+    assert "plugin 'first'" in failed.error and "plugin 'second'" in failed.error
+    registry = Registry()
+    entry = Entry("sampler", "x", "m:C", "m:Config", Provenance("a", "dist-a", "1.0"))
+    registry.add(entry)
+    with pytest.raises(DuplicateComponentError, match=r"plugin 'a' \(dist-a 1.0\) and by plugin 'b'"):
+        registry.add(Entry("sampler", "x", "m:C", "m:Config", Provenance("b")))
+
+
+def test_strict_mode_raises():
+    with pytest.raises(PluginLoadError, match="Plugin 'typo' failed"):
+        Session(entry_points=False, strict=True,
+                plugins=[("typo", plugin_module(rae_register_component=register_sampler("t")))])
+
+
+def test_preset_paths_hook_adds_presets(tmp_path):
+    presets = tmp_path / "p.yaml"
+    presets.write_text("kind: sampler\npresets:\n  fast-tiny: {component: fake-sampler, params: {num_steps: 2}}\n")
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(tmp_path)]))])
+    assert session.make_config("sampler", "fake-sampler", preset="fast-tiny").num_steps == 2
+    assert session.presets.get("sampler", "fast-tiny").source.endswith("p.yaml:3")
+
+
+def test_unknown_name_suggests_and_lists_providers():
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin())])
+    with pytest.raises(UnknownComponentError, match=r"Unknown encoder 'fake-encodr'. Did you mean 'fake-encoder'\? "
+                                                    r"Available: 'fake-encoder' \(fakes\)"):
+        session.registry.get("encoder", "fake-encodr")
+    with pytest.raises(UnknownComponentError, match="Did you mean 'encoder'"):
+        session.registry.get("encodr", "x")
+
+
+def test_disabled_plugins_are_reported():
+    session = Session(disabled={"flow"})
+    statuses = {report.name: report.status for report in session.plugin_manager.reports}
+    assert statuses["flow"] == "disabled"
+    assert "schedule" in session.registry.kinds and not session.registry.contains("sampler", "euler")
