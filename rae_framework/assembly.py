@@ -364,7 +364,7 @@ def _advice(components: dict[str, ComponentSpec]) -> list[str]:
     advice = []
     for role, spec in components.items():
         width = getattr(spec.config, "hidden_size", None)
-        width = width[0] if isinstance(width, (list, tuple)) and width else width
+        width = max(width) if isinstance(width, (list, tuple)) and width else width  # DiT^DH: the wide head
         if spec.kind == "denoiser" and shape is not None and isinstance(width, int) and width < shape[0]:
             advice.append(f"components.{role}: hidden_size {width} is below the latent channels {shape[0]}; "
                           "the paper finds a DiT must be at least as wide as the tokens to fit them")
