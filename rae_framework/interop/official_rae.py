@@ -31,6 +31,7 @@ not part of the model (the paper's affine-free encoder normalisation).
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import tempfile
 from collections.abc import Mapping
@@ -217,3 +218,87 @@ def load_decoder_checkpoint(params: Mapping[str, Any], path: str | Path) -> Any:
         raise ConfigError(f"decoder checkpoint not found: {path}")
     return load_general_decoder(params, torch.load(path, map_location="cpu", weights_only=True))
 
+
+
+# diffusers AutoencoderRAE: encoder built from a few sizes (head dim 64), decoder = GeneralDecoder with
+# diffusers attention names and a regenerated (unsaved) sin-cos table, latents (z - mean) / (std + 1e-5) * sf.
+DIFFUSERS_ENCODERS = {"dinov2": ("dinov2", {"image_size": 518}), "siglip2": ("siglip2", {"image_size": 256}),
+                      "mae": ("mae", {"image_size": 224, "intermediate_size": 3072})}
+
+
+def diffusers_encoder_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(our encoder name, params) for an ``AutoencoderRAE`` config (random weights)."""
+    kind = config.get("encoder_type", "dinov2")
+    if kind not in DIFFUSERS_ENCODERS:
+        raise ConfigError(f"AutoencoderRAE: encoder_type {kind!r} is not one of {sorted(DIFFUSERS_ENCODERS)}")
+    name, fixed = DIFFUSERS_ENCODERS[kind]
+    hidden = config.get("encoder_hidden_size", 768)
+    overrides = {**fixed, "hidden_size": hidden, "patch_size": config.get("encoder_patch_size", 14),
+                 "num_hidden_layers": config.get("encoder_num_hidden_layers", 12), "num_attention_heads": hidden // 64}
+    params = {"input_size": config.get("encoder_input_size", 224), "overrides": overrides, "pretrained": False,
+              "image_mean": config.get("encoder_norm_mean") or [0.485, 0.456, 0.406],
+              "image_std": config.get("encoder_norm_std") or [0.229, 0.224, 0.225]}
+    return name, params
+
+
+def diffusers_statistics(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor],
+                         latent_shape: tuple[int, int, int], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """diffusers' ``(z - mean) / (std + 1e-5) * scaling_factor`` as our ``(mean, var)`` with ``eps``."""
+    def as_latent(value: Any, default: float) -> torch.Tensor:
+        tensor = torch.as_tensor(default if value is None else value, dtype=torch.float32)
+        if tensor.dim() == 1 and tensor.numel() == latent_shape[0]:
+            tensor = tensor.view(-1, 1, 1)  # one value per channel
+        return torch.broadcast_to(tensor, latent_shape)
+
+    mean = as_latent(state_dict.get("_latents_mean", config.get("latents_mean")), 0.0)
+    std = as_latent(state_dict.get("_latents_std", config.get("latents_std")), 1.0)
+    scale = (std + 1e-5) / config.get("scaling_factor", 1.0)
+    return mean, scale ** 2 - eps
+
+
+def diffusers_pos_embed(shape: torch.Size) -> torch.Tensor:
+    """The sin-cos table diffusers regenerates (it is not saved): positions scaled by ``16 / grid``.
+
+    This equals the reference's table only for a 16 x 16 grid (the 256-px release).
+    """
+    from diffusers.models.embeddings import get_2d_sincos_pos_embed
+
+    grid = math.isqrt(shape[1] - 1)
+    table = get_2d_sincos_pos_embed(shape[2], grid, cls_token=True, extra_tokens=1, output_type="pt")
+    return table.unsqueeze(0).float()
+
+
+def load_diffusers_rae(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None) -> Any:
+    """Our RAE equivalent of a diffusers ``AutoencoderRAE`` (its ``config`` dict and state dict)."""
+    from rae_framework import build
+    from rae_framework.autoencoder import RepresentationAutoencoder
+    from rae_framework.config import AutoencoderConfig
+
+    if not config.get("reshape_to_2d", True):
+        raise ConfigError("AutoencoderRAE: reshape_to_2d=False is not supported")
+    name, params = diffusers_encoder_params(config)
+    state = dict(state_dict or {})
+    encoder_state = {k.partition(".")[2]: v for k, v in state.items() if k.startswith("encoder.")}
+    with tempfile.TemporaryDirectory() as folder:
+        if encoder_state:
+            from safetensors.torch import save_file
+
+            params = {**params, "pretrained": True, "weights": str(Path(folder) / "encoder.safetensors"),
+                      "allow_download": False}
+            save_file({k: v.contiguous() for k, v in encoder_state.items()}, params["weights"])
+        encoder = build("encoder", name, params)
+    decoder = build("decoder", "vit", general_decoder_params({
+        "hidden_size": encoder.token_dim, "num_patches": encoder.num_tokens, "patch_size": config.get("patch_size", 16),
+        "decoder_hidden_size": config.get("decoder_hidden_size", 512),
+        "decoder_num_hidden_layers": config.get("decoder_num_hidden_layers", 8),
+        "decoder_num_attention_heads": config.get("decoder_num_attention_heads", 16),
+        "decoder_intermediate_size": config.get("decoder_intermediate_size", 2048),
+        "num_channels": config.get("num_channels", 3)}))
+    decoder_state = {k.partition(".")[2]: v for k, v in state.items() if k.startswith("decoder.")}
+    if decoder_state:
+        decoder_state.setdefault("decoder_pos_embed", diffusers_pos_embed(decoder.pos_embed.shape))
+        load_decoder_weights(decoder, decoder_state, "AutoencoderRAE decoder")
+    autoencoder_config = AutoencoderConfig(noise_tau=config.get("noise_tau", 0.0))
+    rae = RepresentationAutoencoder(encoder, decoder, autoencoder_config)
+    rae.set_statistics(*diffusers_statistics(config, state, rae.latent_shape, autoencoder_config.latent_eps))
+    return rae
