@@ -35,7 +35,7 @@ def center_crop_arr(image: Image.Image, image_size: int) -> Image.Image:
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 255.0  # copy: PIL arrays are read-only
 
 
 class DigitsDataset(torch.utils.data.Dataset):
