@@ -28,14 +28,14 @@ class SourceMap:
     overrides: dict[PathKey, str] = field(default_factory=dict)  # path -> "--set a.b=1"
 
     def locate(self, path: PathKey) -> str:
-        """``file:line`` of the longest written prefix of ``path`` (an override names the ``--set``)."""
-        for length in range(len(path), -1, -1):
-            prefix = tuple(path[:length])
+        """Where ``path`` was written: the ``--set`` that replaced it or one of its parents, else the
+        ``file:line`` of its longest prefix written in the file."""
+        prefixes = [tuple(path[:length]) for length in range(len(path), -1, -1)]
+        for prefix in prefixes:
             if prefix in self.overrides:
                 return self.overrides[prefix]
-            if prefix in self.lines:
-                return f"{self.origin}:{self.lines[prefix]}"
-        return f"{self.origin}:1"
+        line = next((self.lines[prefix] for prefix in prefixes if prefix in self.lines), 1)
+        return f"{self.origin}:{line}"
 
 
 def _record(node: yaml.Node, path: PathKey, loader: yaml.SafeLoader, lines: dict[PathKey, int]) -> None:

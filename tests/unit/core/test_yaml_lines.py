@@ -1,0 +1,72 @@
+"""Line-tracking safe YAML and --set overrides."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from rae_framework.errors import ConfigError
+from rae_framework.yaml_lines import apply_override, load_yaml_with_lines, parse_override
+
+TEXT = """\
+a: 1
+b:
+  c: [1, 2]
+  d: &base {e: 1}
+  f:
+    <<: *base
+    g:
+      - x
+      - {h: 2}
+"""
+
+
+def test_same_data_as_safe_load_and_lines_for_every_path():
+    data, source = load_yaml_with_lines(TEXT, "f.yaml")
+    assert data == yaml.safe_load(TEXT)
+    assert source.lines[("b", "c")] == 3 and source.lines[("b", "f", "g", "1", "h")] == 9
+    assert source.lines[("b", "f", "e")] == 4  # merged key: where it was written
+    assert source.locate(("b", "f", "g", "1", "h", "deeper")) == "f.yaml:9"
+    assert source.locate(("nowhere",)) == "f.yaml:1"
+
+
+def test_overrides_take_precedence_in_locate():
+    _, source = load_yaml_with_lines(TEXT, "f.yaml")
+    source.overrides[("b", "c")] = "--set b.c=[3]"
+    assert source.locate(("b", "c", "0")) == "--set b.c=[3]"
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n"])
+def test_empty_document(text):
+    data, source = load_yaml_with_lines(text, "e.yaml")
+    assert data is None and source.lines == {}
+
+
+def test_unsafe_tags_and_syntax_errors_are_config_errors_with_lines():
+    with pytest.raises(ConfigError, match=r"t.yaml:1: invalid YAML"):
+        load_yaml_with_lines("a: !!python/name:os.system\n", "t.yaml")
+    with pytest.raises(ConfigError, match=r"t.yaml:3: invalid YAML"):
+        load_yaml_with_lines("a: 1\nb: 2\n c: 3\n", "t.yaml")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a.b=5", (("a", "b"), 5)), ("a=[1, 2]", (("a",), [1, 2])), ("a=null", (("a",), None)),
+    ("a=abc", (("a",), "abc")), ("a=", (("a",), "")), ("a={x: 1}", (("a",), {"x": 1})), ("a=1e-3", (("a",), "1e-3")),
+])
+def test_parse_override_is_yaml_typed(text, expected):
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["novalue", "=1", "a..b=1", "a=[1"])
+def test_bad_overrides(text):
+    with pytest.raises(ConfigError, match="--set"):
+        parse_override(text)
+
+
+def test_apply_override_copies_and_creates():
+    document = {"a": {"b": 1}, "l": [{"x": 1}, 2]}
+    updated = apply_override(document, ("a", "c", "d"), 3)
+    assert updated == {"a": {"b": 1, "c": {"d": 3}}, "l": [{"x": 1}, 2]} and document["a"] == {"b": 1}
+    assert apply_override(document, ("l", "0", "x"), 5)["l"] == [{"x": 5}, 2]
+    with pytest.raises(ConfigError, match="inside a int"):
+        apply_override(document, ("a", "b", "c"), 1)
