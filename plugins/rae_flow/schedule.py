@@ -97,7 +97,7 @@ class ShiftedFlow(NoiseSchedule):
     def sample_time(self, batch_size: int, generator: torch.Generator | None = None,
                     device: torch.device | str = "cpu") -> torch.Tensor:
         """Shifted training times ``(B,)``; one ``rand(B)`` draw, on the generator's device (CPU by default)."""
-        u = torch.rand(batch_size, generator=generator, device=generator.device if generator else "cpu")
+        u = torch.rand(batch_size, generator=generator, device=generator.device if generator is not None else "cpu")
         return times_from_uniform(u, self.config).to(device)
 
     def interpolate(self, x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
