@@ -69,3 +69,33 @@ def test_rerun_skips_finished_stages_and_reruns_changed_ones(finished_run):
         assert samples["arr_0"].shape[0] == 20
     alone = run_assembly(changed, folder / "run", stages=["sample"])
     assert alone.skipped == ["sample"] and alone.ran == []
+
+
+def _sample_with(run: Path, assembly, weights_file: str, out: Path) -> np.ndarray:
+    from safetensors.torch import load_file
+
+    from rae_framework.engine.distributed import DistContext
+    from rae_framework.engine.run_state import RunState
+    from rae_framework.engine.sampling import run_sampling
+    from rae_framework.engine.stages import build_rae
+
+    state = RunState(run, assembly, DistContext())
+    denoiser = state.component("denoiser")
+    denoiser.load_state_dict(load_file(str(run / "checkpoints" / weights_file)))
+    rae = build_rae(state)
+    run_sampling(denoiser.eval(), state.component("schedule"), state.component("sampler"),
+                 lambda z: rae.decode(z).clamp(0, 1), assembly.stages.sample, out, seed=assembly.seed,
+                 guidance=state.component("guidance"))
+    with np.load(out / "samples.npz") as samples:
+        return samples["arr_0"]
+
+
+@pytest.mark.slow
+def test_samples_come_from_the_ema_weights(finished_run, tmp_path):
+    folder, _ = finished_run
+    assembly = rae_framework.load_assembly(str(folder / "tiny.yaml"), ["stages.sample.per_class=2"])
+    run_assembly(assembly, folder / "run", stages=["sample"])
+    with np.load(folder / "run" / "samples" / "samples.npz") as samples:
+        written = samples["arr_0"]
+    assert np.array_equal(_sample_with(folder / "run", assembly, "denoiser_ema.safetensors", tmp_path / "e"), written)
+    assert not np.array_equal(_sample_with(folder / "run", assembly, "denoiser.safetensors", tmp_path / "r"), written)
