@@ -41,7 +41,8 @@ def test_released_config_maps_to_euler_50_without_guidance(session):
     for kind, spec in specs.items():  # every spec validates and builds
         component = session.build(kind, spec["name"], spec["params"])
         assert component.config.model_dump(exclude_unset=True).keys() >= spec["params"].keys()
-    assert session.build("schedule", "shifted-flow", specs["schedule"]["params"]).shift == pytest.approx(6.9282, abs=1e-4)
+    schedule = session.build("schedule", "shifted-flow", specs["schedule"]["params"])
+    assert schedule.shift == pytest.approx(6.9282, abs=1e-4)
 
 
 def test_methods_and_guidance_variants():
