@@ -41,8 +41,15 @@ class ReferenceSet:
             if self.images is not None:
                 chunk = self.images[start:start + batch_size]
             else:
-                chunk = np.stack([_read_image(path) for path in self.files[start:start + batch_size]])
+                chunk = _stack([_read_image(path) for path in self.files[start:start + batch_size]], self.source)
             yield torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _stack(images: list[np.ndarray], source: str) -> np.ndarray:
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ConfigError(f"reference folder {source}: images differ in size ({sorted(shapes)}); resize them first")
+    return np.stack(images)  # (B, H, W, 3)
 
 
 def _read_image(path: Path) -> np.ndarray:

@@ -12,8 +12,8 @@ from rae_framework.errors import ConfigError, WeightsNotFoundError
 from rae_gan.configs import DinoDiscriminatorConfig
 from rae_gan.dino_discriminator import DinoDiscriminator
 
-TINY = {"pretrained": False, "input_size": 32, "embed_dim": 32, "depth": 3, "num_heads": 2, "key_depths": (0, 1),
-        "kernel_size": 3}
+TINY = {"pretrained": False, "input_size": 32, "embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": 8,
+        "key_depths": (0, 1), "kernel_size": 3}
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,38 @@ def test_local_weights_file_is_loaded(tmp_path):
         assert torch.equal(loaded.backbone.state_dict()[name], value), name
     with pytest.raises(ValueError, match="do not fit the hub weights"):
         DinoDiscriminatorConfig(**{**TINY, "pretrained": True})
+
+
+def _reference_vit_taps(state: dict, images: torch.Tensor, config: DinoDiscriminatorConfig) -> list[torch.Tensor]:
+    """The reference's FrozenDINONoDrop, written out: [-1, 1] input, x_scale/x_shift, tanh-GELU blocks,
+    taps without the final norm, the last block first."""
+    F = torch.nn.functional
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    x = F.interpolate(images * 2 - 1, size=(config.input_size,) * 2, mode="bilinear", align_corners=False)
+    x = x * (0.5 / std) + (0.5 - mean) / std
+    tokens = F.conv2d(x, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=config.patch_size)
+    tokens = torch.cat([state["cls_token"].expand(len(x), -1, -1), tokens.flatten(2).transpose(1, 2)], 1)
+    tokens = tokens + state["pos_embed"]
+    width, heads, taps = config.embed_dim, config.num_heads, []
+    for index in range(config.depth):
+        p = lambda name: state[f"blocks.{index}.{name}"]  # noqa: E731
+        h = F.layer_norm(tokens, (width,), p("norm1.weight"), p("norm1.bias"), 1e-6)
+        q, k, v = F.linear(h, p("attn.qkv.weight"), p("attn.qkv.bias")).view(len(x), -1, 3, heads, width // heads) \
+            .permute(2, 0, 3, 1, 4).unbind(0)
+        attended = ((q @ k.transpose(-2, -1)) / (width // heads) ** 0.5).softmax(-1) @ v  # (B, heads, L, d)
+        tokens = tokens + F.linear(attended.transpose(1, 2).flatten(2), p("attn.proj.weight"), p("attn.proj.bias"))
+        h = F.layer_norm(tokens, (width,), p("norm2.weight"), p("norm2.bias"), 1e-6)
+        h = F.gelu(F.linear(h, p("mlp.fc1.weight"), p("mlp.fc1.bias")), approximate="tanh")
+        tokens = tokens + F.linear(h, p("mlp.fc2.weight"), p("mlp.fc2.bias"))
+        if index in config.key_depths:
+            taps.append(tokens[:, 1:].transpose(1, 2))
+    return [tokens[:, 1:].transpose(1, 2), *taps]
+
+
+def test_backbone_taps_match_the_reference_vit(discriminator):
+    images = torch.rand(2, 3, 20, 28)
+    expected = _reference_vit_taps(discriminator.backbone.state_dict(), images, discriminator.config)
+    with torch.no_grad():
+        for ours, theirs in zip(discriminator.features(images), expected, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)

@@ -79,6 +79,12 @@ def test_reference_loader_errors(tmp_path):
         load_reference(str(tmp_path / "bad.npz"))
     with pytest.raises(ConfigError, match="neither"):
         load_reference(str(tmp_path / "missing"))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    Image.new("RGB", (9, 8)).save(folder / "b.png")
+    with pytest.raises(ConfigError, match="differ in size"):
+        list(load_reference(str(folder)).batches(2))
 
 
 def test_inception_score_closed_forms():

@@ -52,3 +52,20 @@ def test_features_and_logits_shapes():
     features = extractor(torch.rand(2, 3, 75, 75))  # the smallest input the graph takes
     assert features.pool.shape == (2, 2048) and features.logits.shape == (2, 1008)
     assert torch.isfinite(features.pool).all()
+
+
+@pytest.mark.slow
+def test_matches_pytorch_fid_inception_with_the_same_weights(monkeypatch):
+    """Where pytorch-fid is installed: our graph, resize and scaling equal its InceptionV3 bit for bit."""
+    pytorch_fid_inception = pytest.importorskip("pytorch_fid.inception")
+    torch.manual_seed(0)
+    ours = InceptionFeatures(InceptionConfig(pretrained=False))
+    with torch.no_grad():
+        for module in ours.net.modules():  # non-trivial statistics so that activations are not all ~0
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_var.uniform_(0.5, 2.0)
+    monkeypatch.setattr(pytorch_fid_inception, "load_state_dict_from_url", lambda *_, **__: ours.net.state_dict())
+    theirs = pytorch_fid_inception.InceptionV3([3], resize_input=True, normalize_input=True).eval()
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(images).pool, theirs(images)[0].flatten(1), rtol=1e-5, atol=1e-5)
