@@ -18,10 +18,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rae_framework.errors import ConfigError, UnknownComponentError
 from rae_framework.registry import did_you_mean
+from rae_framework.yaml_lines import load_yaml_file
 
 CATALOG_PACKAGE = "rae_catalog"  # the repository's registry/ folder, shipped as package data
 
@@ -58,30 +57,15 @@ def _expand(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def _preset_lines(text: str) -> dict[str, int]:
-    """1-based line of each preset key under ``presets:`` (for error messages)."""
-    node = yaml.compose(text)
-    lines: dict[str, int] = {}
-    for key, value in getattr(node, "value", []):
-        if key.value == "presets":
-            lines = {sub_key.value: sub_key.start_mark.line + 1 for sub_key, _ in value.value}
-    return lines
-
-
 def read_preset_file(path: Path) -> list[Preset]:
     """Parse one catalog file; malformed content raises :class:`ConfigError` with ``file:line``."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        document = yaml.safe_load(text)
-        lines = _preset_lines(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    document, source_map = load_yaml_file(path)
     if not isinstance(document, dict) or not isinstance(document.get("kind"), str) \
             or not isinstance(document.get("presets"), dict):
         raise ConfigError(f"{path}:1: a preset file is a mapping with 'kind' and 'presets'")
     presets = []
     for name, body in document["presets"].items():
-        where = f"{path}:{lines.get(name, 1)}"
+        where = source_map.locate(("presets", str(name)))
         if not isinstance(body, dict) or not isinstance(body.get("component"), str):
             raise ConfigError(f"{where}: preset '{name}' needs a 'component' name")
         unknown = set(body) - {"component", "params", "summary", "weights"}

@@ -1,6 +1,7 @@
 """YAML with line numbers: ``yaml.safe_load`` semantics plus a map from dotted paths to source lines.
 
-Only :class:`yaml.SafeLoader` is used (no Python tags, no arbitrary objects). The document is composed into
+Only the safe loader is used (no Python tags, no arbitrary objects); libyaml's ``CSafeLoader`` when
+PyYAML was built with it (same semantics, about ten times faster), else :class:`yaml.SafeLoader`. The document is composed into
 nodes once, constructed with the safe constructor, and the nodes are walked to record where each key and
 sequence item starts, so that errors can say ``file:line`` for any dotted path such as
 ``components.denoiser.params.depth``.
@@ -17,6 +18,7 @@ import yaml
 from rae_framework.errors import ConfigError
 
 PathKey = tuple[str, ...]
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -38,7 +40,7 @@ class SourceMap:
         return f"{self.origin}:{line}"
 
 
-def _record(node: yaml.Node, path: PathKey, loader: yaml.SafeLoader, lines: dict[PathKey, int]) -> None:
+def _record(node: yaml.Node, path: PathKey, loader: Any, lines: dict[PathKey, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = str(loader.construct_object(key_node, deep=True))
@@ -55,7 +57,7 @@ def load_yaml_with_lines(text: str, origin: str) -> tuple[Any, SourceMap]:
 
     Raises :class:`ConfigError` with ``origin:line`` on malformed YAML.
     """
-    loader = yaml.SafeLoader(text)
+    loader = SAFE_LOADER(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
