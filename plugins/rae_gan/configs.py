@@ -4,7 +4,9 @@ Defaults follow the reference implementation (bytetriper/RAE stage-1 recipe, who
 StyleGAN-T's projected DINO discriminator): DINO ViT-S/8 features from blocks 2, 5, 8, 11 plus the last
 block, heads of spectral-norm 1-D convolutions with local batch norm (kernel 9); hinge discriminator loss,
 non-saturating ("vanilla") generator loss, GAN weight 0.75 times the adaptive weight clamped to [0, 1e4],
-LPIPS weight 1, discriminator updates from epoch 6 and the GAN term from epoch 8.
+LPIPS weight 1, discriminator updates from epoch 6 and the GAN term from epoch 8, one discriminator
+update per step, DiffAugment with probability 1 and no cut-out. The adaptive weight is computed against the
+whole reconstruction loss ``L1 + perceptual_weight * LPIPS``.
 """
 
 from __future__ import annotations
@@ -84,5 +86,6 @@ class GANLossConfig(ComponentConfig):
     disc_start_epoch: int = Field(6, ge=0, description="First epoch in which the discriminator is updated.")
     gan_start_epoch: int = Field(8, ge=0, description="First epoch in which the GAN term enters the decoder loss.")
     perceptual_start_epoch: int = Field(0, ge=0, description="First epoch in which LPIPS enters the loss.")
-    augment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig,
-                                       description="DiffAugment applied to both discriminator inputs.")
+    augment: DiffAugmentConfig = Field(default_factory=lambda: DiffAugmentConfig(policy="color,translation"),
+                                       description="DiffAugment applied to both discriminator inputs (reference: "
+                                                   "prob 1.0, cutout 0.0 -> colour and translation).")

@@ -4,7 +4,12 @@
 * vanilla discriminator: ``0.5 * (mean(softplus(-D(real))) + mean(softplus(D(fake))))``
 * vanilla (non-saturating) generator: ``mean(softplus(-D(fake)))``; hinge generator: ``-mean(D(fake))``
 * adaptive weight: ``clamp(|grad_W L_rec| / (|grad_W L_gan| + 1e-6), 0, max).detach()``, ``W`` the
-  decoder's last layer; the decoder's GAN term is ``disc_weight * adaptive_weight * L_gan``.
+  decoder's last layer and ``L_rec = L1 + perceptual_weight * LPIPS``; the decoder's loss is
+  ``L_rec + disc_weight * adaptive_weight * L_gan``.
+
+The reference's step: the decoder step runs the discriminator in eval mode on the augmented reconstruction;
+then the discriminator step (train mode) sees a fresh no-grad reconstruction, clamped and quantised to
+8 bits (:func:`quantize_fake`), and the real batch, each augmented on its own.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ def vanilla_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Hinge generator loss ``-D(fake)`` (scalar)."""
     return -fake_logits.mean()
+
+
+def quantize_fake(images: torch.Tensor) -> torch.Tensor:
+    """Reconstructions as the discriminator step sees them: clamped to [0, 1] and rounded to 8-bit levels."""
+    return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
 
 
 DISC_LOSSES = {"hinge": hinge_d_loss, "vanilla": vanilla_d_loss}
@@ -68,12 +78,12 @@ class GANLoss:
         self._gen_loss = GEN_LOSSES[config.gen_loss]
 
     def discriminator_active(self, epoch: int) -> bool:
-        """Whether the discriminator is updated in ``epoch``."""
-        return epoch >= self.config.disc_start_epoch
+        """Whether the discriminator is updated in ``epoch`` (never when ``disc_weight`` is 0)."""
+        return self.config.disc_weight > 0 and epoch >= self.config.disc_start_epoch
 
     def gan_active(self, epoch: int) -> bool:
-        """Whether the GAN term enters the decoder loss in ``epoch``."""
-        return epoch >= self.config.gan_start_epoch
+        """Whether the GAN term enters the decoder loss in ``epoch`` (never when ``disc_weight`` is 0)."""
+        return self.config.disc_weight > 0 and epoch >= self.config.gan_start_epoch
 
     def perceptual_weight(self, epoch: int) -> float:
         """LPIPS weight in ``epoch`` (0 before ``perceptual_start_epoch``)."""
@@ -89,7 +99,10 @@ class GANLoss:
 
     def generator_term(self, rec_loss: torch.Tensor, fake_logits: torch.Tensor,
                        last_layer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(disc_weight * w * L_gan, w)`` with ``w`` the adaptive weight (1 when disabled)."""
+        """``(disc_weight * w * L_gan, w)``, ``w`` the adaptive weight (1 when disabled).
+
+        ``rec_loss`` is the whole reconstruction loss (L1 + weighted LPIPS), as in the reference.
+        """
         gan_loss = self.generator_loss(fake_logits)
         if self.config.adaptive_weight:
             weight = adaptive_weight(rec_loss, gan_loss, last_layer, self.config.max_adaptive_weight)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rae_gan.configs import GANLossConfig
-from rae_gan.losses import GANLoss, adaptive_weight, hinge_d_loss, hinge_g_loss, vanilla_d_loss, vanilla_g_loss
+from rae_gan.losses import (GANLoss, adaptive_weight, hinge_d_loss, hinge_g_loss, quantize_fake, vanilla_d_loss,
+                            vanilla_g_loss)
 
 REAL = torch.tensor([2.0, 0.5, -1.0])
 FAKE = torch.tensor([-2.0, 0.0, 1.5])
@@ -68,3 +69,15 @@ def test_gan_loss_schedule_and_term():
     fixed = GANLoss(GANLossConfig(adaptive_weight=False, disc_weight=2.0, gen_loss="hinge"))
     term, weight = fixed.generator_term(rec, fake_logits, layer)
     assert weight.item() == 1.0 and term.item() == pytest.approx(2.0 * hinge_g_loss(fake_logits).item())
+
+
+def test_quantize_fake_clamps_and_rounds_to_8_bit():
+    images = torch.tensor([-0.2, 0.0, 0.5, 0.50001, 1.3, 100.4 / 255])
+    expected = torch.tensor([0.0, 0.0, 128 / 255, 128 / 255, 1.0, 100 / 255])
+    assert torch.allclose(quantize_fake(images), expected)
+
+
+def test_zero_gan_weight_disables_both_schedules():
+    loss = GANLoss(GANLossConfig(disc_weight=0.0))
+    assert not loss.discriminator_active(100) and not loss.gan_active(100)
+    assert GANLoss(GANLossConfig(perceptual_start_epoch=2)).perceptual_weight(1) == 0.0
