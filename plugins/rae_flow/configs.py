@@ -18,7 +18,8 @@ class ShiftedFlowConfig(ComponentConfig):
     """The linear path ``x_t = (1 - t) x + t eps`` with the resolution-dependent time shift.
 
     The shift ``s = sqrt(prod(latent_shape) / shift_base)`` is derived from the latent shape (filled in by the
-    assembly from the autoencoder); ``shift`` is an explicit override for use without a latent shape.
+    assembly from the autoencoder); ``shift`` is an explicit override for use without a latent shape. The
+    reference asserts s >= 1; here any s > 0 is accepted (s < 1 moves the times towards data).
     """
 
     time_distribution: Literal["uniform", "logit-normal"] = Field(

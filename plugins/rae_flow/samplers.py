@@ -35,14 +35,13 @@ def _times(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _integrate(step: StepFn, velocity: VelocityFn, noise: torch.Tensor, grid: torch.Tensor,
-               generator: torch.Generator | None, return_trajectory: bool) -> torch.Tensor | list[torch.Tensor]:
-    """Apply ``step`` between consecutive grid points; the final state, or all states if asked."""
-    x, states = noise, [noise]
+               generator: torch.Generator | None, keep_all: bool) -> list[torch.Tensor]:
+    """Apply ``step`` between consecutive grid points; the states at all points if ``keep_all``, else the last."""
+    states = [noise]
     for k in range(len(grid) - 1):
-        x = step(velocity, x, grid[k], grid[k + 1], generator, k == len(grid) - 2)
-        if return_trajectory:
-            states.append(x)
-    return states if return_trajectory else x
+        x = step(velocity, states[-1], grid[k], grid[k + 1], generator, k == len(grid) - 2)
+        states = [*states, x] if keep_all else [x]
+    return states
 
 
 class _FixedGridSampler(Sampler):
@@ -60,11 +59,9 @@ class _FixedGridSampler(Sampler):
                *, generator: torch.Generator | None = None, return_trajectory: bool = False) -> SampleResult:
         """Integrate from ``noise (B, C, h, w)`` along the grid; ``evals_per_step * (num_steps - 1)`` calls."""
         grid = schedule.sampling_grid(self.config.num_steps).to(noise.device)  # (num_steps,) float32
-        out = _integrate(self._step, velocity, noise, grid, generator, return_trajectory)
-        evals = self.evals_per_step * (len(grid) - 1)
-        if return_trajectory:
-            return SampleResult(out[-1], evals, torch.stack(out))
-        return SampleResult(out, evals)
+        states = _integrate(self._step, velocity, noise, grid, generator, return_trajectory)
+        trajectory = torch.stack(states) if return_trajectory else None  # (num_steps, B, C, h, w)
+        return SampleResult(states[-1], self.evals_per_step * (len(grid) - 1), trajectory)
 
 
 class Euler(_FixedGridSampler):
