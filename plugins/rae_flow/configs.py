@@ -48,7 +48,8 @@ class ShiftedFlowConfig(ComponentConfig):
     @model_validator(mode="after")
     def _one_source_of_shift(self) -> ShiftedFlowConfig:
         if self.latent_shape is not None and self.shift is not None:
-            raise ValueError("give either latent_shape (the shift is derived from it) or shift, not both")
+            raise ValueError("give either latent_shape (the shift is derived from it; an assembly fills it in from "
+                             "the autoencoder) or shift, not both; to change a derived shift, set shift_base")
         if self.latent_shape is not None and min(self.latent_shape) <= 0:
             raise ValueError(f"latent_shape must be positive, got {self.latent_shape}")
         return self
