@@ -131,9 +131,11 @@ def test_validate_never_imports_torch(tmp_path):
           sampler: {name: euler, params: {num_steps: 4}}
           guidance: {name: cfg}
         """))
-    result = rae("validate", str(path))
-    assert result.returncode == 0, result.stderr
-    assert "TORCH-FREE" in result.stderr
+    quickstart = REPOSITORY / "examples" / "quickstart.yaml"
+    for assembly in [path, quickstart] if quickstart.exists() else [path]:
+        result = rae("validate", str(assembly))
+        assert result.returncode == 0, result.stderr
+        assert "TORCH-FREE" in result.stderr, assembly
 
 
 def test_recipes_are_listed_and_described_and_validated(monkeypatch, tmp_path, assembly_file, capsys):
