@@ -72,6 +72,8 @@ def gaussian_from_sums(count: torch.Tensor, total: torch.Tensor, outer: torch.Te
 class FeatureMetric(MergeableState, Metric):
     """Shared pipeline: lazily built feature network, featurised updates, the reference set."""
 
+    paired: bool = False  # generated samples vs a reference set (rFID overrides: reconstructions vs originals)
+
     def __init__(self, config: ComponentConfig) -> None:
         Metric.__init__(self, config)
         self._extractor: FeatureExtractor | None = None
@@ -116,6 +118,12 @@ class FID(FeatureMetric):
     """Frechet Inception Distance; ``key`` names the result (``fid``, ``rfid``, ``gfid``)."""
 
     Config = FIDConfig
+
+    @property
+    def paired(self) -> bool:
+        """rFID compares reconstructions with their originals; other keys compare sample sets."""
+        return self.config.key == "rfid"
+
     state_reductions: ClassVar[dict[str, Reduction]] = {
         "generated_count": "sum", "generated_sum": "sum", "generated_outer": "sum",
         "reference_count": "sum", "reference_sum": "sum", "reference_outer": "sum"}
@@ -133,6 +141,11 @@ class FID(FeatureMetric):
         self._add_state(f"{side}_count", torch.tensor(float(pool.shape[0])))
         self._add_state(f"{side}_sum", pool.sum(0))
         self._add_state(f"{side}_outer", pool.T @ pool)
+
+    def _empty_state(self, name: str) -> torch.Tensor:
+        dim = self.extractor.feature_dim
+        shape = {"count": (), "sum": (dim,), "outer": (dim, dim)}[name.partition("_")[2]]
+        return torch.zeros(shape, dtype=torch.float64)
 
     def _side(self, side: str) -> tuple[np.ndarray, np.ndarray]:
         state = self.state_tensors()

@@ -25,6 +25,7 @@ class PairedMeanMetric(MergeableState, Metric):
     """Mean of a per-image score over all pairs. State: ``total`` and ``count`` (both summed across ranks)."""
 
     key: ClassVar[str]
+    paired: ClassVar[bool] = True  # compares reconstructions with their originals
     state_reductions: ClassVar[dict[str, Reduction]] = {"total": "sum", "count": "sum"}
 
     def __init__(self, config: ComponentConfig) -> None:

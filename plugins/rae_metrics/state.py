@@ -36,9 +36,13 @@ class MergeableState:
 
     def _collapse(self, name: str) -> torch.Tensor:
         parts = self._state[name]
-        if self.state_reductions[name] == "sum":
-            return torch.stack(parts).sum(0) if parts else torch.zeros((), dtype=torch.float64)
-        return torch.cat(parts) if parts else torch.zeros(0)
+        if not parts:
+            return self._empty_state(name)
+        return torch.stack(parts).sum(0) if self.state_reductions[name] == "sum" else torch.cat(parts)
+
+    def _empty_state(self, name: str) -> torch.Tensor:
+        """State ``name`` before any update; sums must have their final shape so that ranks can all-reduce."""
+        return torch.zeros((), dtype=torch.float64) if self.state_reductions[name] == "sum" else torch.zeros(0)
 
     def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
         """Replace the state (e.g. with all-reduced tensors); unknown or missing names are an error."""

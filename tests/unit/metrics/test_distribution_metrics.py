@@ -131,3 +131,14 @@ def test_precision_recall_metric_identical_and_disjoint(session):
     metric.update(torch.zeros(12, 3, 16, 16), torch.ones(12, 3, 16, 16) * torch.rand(12, 1, 1, 1) * 0.1 + 0.9)
     result = metric.compute()
     assert result["precision@random-conv-tiny"] == 0.0 and result["recall@random-conv-tiny"] == 0.0
+
+
+def test_fid_state_has_fixed_shapes_before_any_update(session):
+    """A rank without images must still all-reduce tensors of the same shapes as the others."""
+    empty, used = (session.build("metric", "fid", preset="fid-tiny") for _ in range(2))
+    used.update(_images(10), _images(11))
+    shapes = {name: value.shape for name, value in used.state_tensors().items()}
+    assert {name: value.shape for name, value in empty.state_tensors().items()} == shapes
+    summed = {k: a + b for (k, a), b in zip(used.state_tensors().items(), empty.state_tensors().values())}
+    empty.load_state_tensors(summed)
+    assert empty.compute() == pytest.approx(used.compute(), rel=1e-12)
