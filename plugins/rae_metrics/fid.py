@@ -70,28 +70,21 @@ def gaussian_from_sums(count: torch.Tensor, total: torch.Tensor, outer: torch.Te
 
 
 class FeatureMetric(MergeableState, Metric):
-    """Shared pipeline: lazily built feature network, featurised updates, the reference set."""
+    """Shared pipeline: lazily built feature network (moved to the device of the images it is given),
+    featurised updates (states kept on the CPU), the reference set."""
 
     paired: bool = False  # generated samples vs a reference set (rFID overrides: reconstructions vs originals)
 
     def __init__(self, config: ComponentConfig) -> None:
         Metric.__init__(self, config)
         self._extractor: FeatureExtractor | None = None
-        self._device: torch.device | str = "cpu"
         self.reset()
-
-    def to(self, device: torch.device | str) -> FeatureMetric:
-        """Run the feature network on ``device`` (states stay on the CPU)."""
-        self._device = device
-        if self._extractor is not None:
-            self._extractor.to(device)
-        return self
 
     @property
     def extractor(self) -> FeatureExtractor:
         """The feature network (built on first use)."""
         if self._extractor is None:
-            self._extractor = build_extractor(self.config.features).to(self._device)
+            self._extractor = build_extractor(self.config.features)
         return self._extractor
 
     def key(self, name: str) -> str:
@@ -105,7 +98,7 @@ class FeatureMetric(MergeableState, Metric):
     def _features(self, images: torch.Tensor) -> Features:
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"{type(self).__name__} needs (B, 3, H, W) images, got {tuple(images.shape)}")
-        return featurize(self.extractor, [images])
+        return featurize(self.extractor.to(images.device), [images])  # the network follows the images' device
 
     def _reference_features(self, reference: ReferenceSet) -> Features:
         if not reference.has_images:
