@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ import rae_framework
 
 LATENT = (768, 16, 16)
 ATEN = torch.ops.aten
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+DTYPES = (("fp32", None), ("bf16", torch.bfloat16))
 
 
 def parse_args() -> argparse.Namespace:
@@ -119,7 +120,7 @@ def sampling_run(model: torch.nn.Module, args: argparse.Namespace, num_steps: in
 def report_training(model: torch.nn.Module, args: argparse.Namespace, peaks: dict[str, float]) -> None:
     """Step time, achieved GFLOP/s and the ratio to the matmul peak, per dtype."""
     model.train()
-    for label, dtype in DTYPES.items():
+    for label, dtype in DTYPES:
         step = training_step(model, args.batch, dtype)
         flops = counted_flops(step)  # also the warm-up call
         seconds = median_seconds(step, repeats=1 if args.quick else 3)
@@ -132,7 +133,7 @@ def report_sampling(model: torch.nn.Module, args: argparse.Namespace) -> None:
     """Seconds per image for 50-step Euler + CFG (projected from a short grid with --quick)."""
     model.eval()
     num_steps = 3 if args.quick else 50
-    for label, dtype in DTYPES.items():
+    for label, dtype in DTYPES:
         run = sampling_run(model, args, num_steps, dtype)
         start = time.perf_counter()
         evaluations = run()
@@ -149,11 +150,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     size, repeats = (1024, 3) if args.quick else (2048, 5)
-    peaks = {label: matmul_peak(dtype or torch.float32, size, repeats) for label, dtype in DTYPES.items()}
+    peaks = {label: matmul_peak(dtype or torch.float32, size, repeats) for label, dtype in DTYPES}
     model = rae_framework.build("denoiser", "dit-dh", preset=args.preset)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"{args.preset}: {params:.1f}M parameters, latent {LATENT}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, attention {model.config.attention}")
+          f"{torch.get_num_threads()} threads, attention {model.config.attention}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     for label, peak in peaks.items():
         print(f"matmul peak {label} ({size}^3): {peak:7.1f} GFLOP/s")
     report_training(model, args, peaks)

@@ -10,27 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from rae_framework.errors import ConfigError
 
 # The reference constructors' defaults (the released checkpoints' configs override most of them).
-LIGHTNING_DIT_DEFAULTS: dict[str, Any] = {
+LIGHTNING_DIT_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "input_size": 16, "patch_size": 1, "in_channels": 768, "hidden_size": 1152, "depth": 28, "num_heads": 16,
     "mlp_ratio": 4.0, "class_dropout_prob": 0.1, "num_classes": 1000, "learn_sigma": True,
     "use_qknorm": False, "use_swiglu": True, "use_rope": True, "use_rmsnorm": True, "wo_shift": False,
-}
+})
 LIGHTNING_DIT_UNUSED = frozenset({"use_gembed"})  # accepted and ignored by the reference too
-DIT_DH_DEFAULTS: dict[str, Any] = {
+DIT_DH_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "input_size": 1, "patch_size": 1, "in_channels": 768, "hidden_size": [1152, 2048], "depth": [28, 2],
     "num_heads": [16, 16], "mlp_ratio": 4.0, "class_dropout_prob": 0.1, "num_classes": 1000,
     "use_qknorm": False, "use_swiglu": True, "use_rope": True, "use_rmsnorm": True, "wo_shift": False,
     "use_pos_embed": True,
-}
+})
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def with_defaults(target: str, params: Mapping[str, Any], defaults: dict[str, Any],
+def with_defaults(target: str, params: Mapping[str, Any], defaults: Mapping[str, Any],
                   ignored: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The reference kwargs completed with its defaults; an unknown kwarg is a :class:`ConfigError`."""
     unknown = sorted(set(params) - set(defaults) - ignored)
