@@ -34,7 +34,8 @@ class DinoDiscriminatorConfig(ComponentConfig):
     kernel_size: int = Field(9, ge=1, description="Kernel of the residual conv in each head (reference ks=9).")
     norm_type: Literal["bn", "gn"] = Field("bn", description="Head normalisation: local batch norm or GroupNorm(32).")
     spectral_norm: bool = Field(True, description="Spectral normalisation on the head convolutions.")
-    norm_eps: float = Field(1e-6, gt=0, description="eps of the head norms and the backbone LayerNorms.")
+    norm_eps: float = Field(1e-6, gt=0, description="eps of the head norms (the backbone keeps timm's 1e-6, as the "
+                                                           "reference).")
     embed_dim: int | None = Field(None, ge=8, description="Backbone width override (random or local-file backbones).")
     depth: int | None = Field(None, ge=1, description="Backbone depth override (random or local-file backbones).")
     num_heads: int | None = Field(None, ge=1, description="Backbone attention heads override (random or "

@@ -84,12 +84,12 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _cached_hub_weights(model_name: str) -> Path:
-    """The backbone's safetensors in the Hugging Face cache, or a :class:`WeightsNotFoundError`."""
-    import timm
+    """The backbone's safetensors in the Hugging Face cache (timm's hub layout ``timm/<name>``), or a
+    :class:`WeightsNotFoundError` (checked before timm is even imported)."""
     from huggingface_hub import try_to_load_from_cache
 
-    hub_id = timm.models.get_pretrained_cfg(model_name).hf_hub_id
-    cached = try_to_load_from_cache(hub_id, "model.safetensors") if hub_id else None
+    hub_id = f"timm/{model_name}"
+    cached = try_to_load_from_cache(hub_id, "model.safetensors")
     if not isinstance(cached, str):
         raise WeightsNotFoundError(
             f"DINO discriminator backbone '{model_name}' is not in the Hugging Face cache: run "
@@ -109,10 +109,10 @@ def _weights_path(config: DinoDiscriminatorConfig) -> Path:
 
 def build_backbone(config: DinoDiscriminatorConfig) -> nn.Module:
     """The frozen timm ViT (random or with its DINO weights), k-bias zeroed, in eval mode."""
+    path = _weights_path(config) if config.pretrained else None  # fail fast: before importing timm
     ensure_torchvision_importable()
     import timm
 
-    path = _weights_path(config) if config.pretrained else None  # fail before building a large model
     overrides = {key: value for key in ("embed_dim", "depth", "num_heads", "patch_size")
                  if (value := getattr(config, key)) is not None}
     backbone = timm.create_model(config.timm_model, pretrained=False, num_classes=0, act_layer="gelu_tanh",
