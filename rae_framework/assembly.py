@@ -339,9 +339,12 @@ def _check_stages(envelope: AssemblyEnvelope, components: dict[str, ComponentSpe
     _check_denoiser_classes(components, issues)
     evaluate = envelope.stages.evaluate
     if evaluate is not None and evaluate.enabled:
+        presets = {preset.name for preset in session.presets.all("metric")}  # e.g. gfid, fid-tiny
         for index, metric in enumerate(evaluate.metrics):
-            if "metric" not in session.registry.kinds or not session.registry.contains("metric", metric):
+            registered = "metric" in session.registry.kinds and session.registry.contains("metric", metric)
+            if not registered and metric not in presets:
                 known = session.registry.names("metric") if "metric" in session.registry.kinds else []
+                known = sorted({*known, *presets})
                 issues.add(("stages", "evaluate", "metrics", index), f"Unknown metric '{metric}'. Available: "
                                                                      f"{', '.join(known) or 'none'}", metric)
 

@@ -36,6 +36,14 @@ def is_reconstruction_metric(name: str, metric) -> bool:
     return name in RECONSTRUCTION_NAMES or getattr(metric.config, "key", None) == "rfid"
 
 
+def build_metric(session, name: str):
+    """A metric by preset name (``gfid``, ``fid-tiny``, ...) or, failing that, by component name."""
+    presets = {preset.name: preset for preset in session.presets.all("metric")}
+    if name in presets:
+        return session.build("metric", presets[name].component, preset=name)
+    return session.build("metric", name)
+
+
 def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
     """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float32 in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from rae_framework.data.datasets import build_dataset
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.engine.checkpoints import module_tensors, save_weights
-from rae_framework.engine.evaluation import evaluate_metric, load_reference_images, load_samples, write_metrics
+from rae_framework.engine.evaluation import (build_metric, evaluate_metric, load_reference_images, load_samples,
+                                             write_metrics)
 from rae_framework.engine.latent_statistics_stage import STATISTICS_FILE, compute_latent_statistics
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.run_state import RunState, json_sha256
@@ -202,7 +203,7 @@ def run_evaluate(state: RunState, logger: RunLogger, *, resume: bool = True) -> 
     reconstruct_fn = (lambda images: reconstruct(rae, rae.decoder, images)) if rae is not None else None
     results: dict[str, float] = {}
     for name in stage.metrics:
-        values = evaluate_metric(name, state.session.build("metric", name), samples=samples, reference=reference,
+        values = evaluate_metric(name, build_metric(state.session, name), samples=samples, reference=reference,
                                  reconstruct=reconstruct_fn, batch_size=stage.batch_size, context=state.context)
         logger.info(f"evaluate: {name} = {values}")
         results.update(values)
