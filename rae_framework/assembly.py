@@ -339,9 +339,11 @@ def _check_stages(envelope: AssemblyEnvelope, components: dict[str, ComponentSpe
     _check_denoiser_classes(components, issues)
     evaluate = envelope.stages.evaluate
     if evaluate is not None and evaluate.enabled:
-        presets = {preset.name for preset in session.presets.all("metric")}  # e.g. gfid, fid-tiny
+        has_kind = "metric" in session.registry.kinds
+        presets = {preset.name for preset in session.presets.all("metric")  # e.g. gfid, fid-tiny
+                   if has_kind and session.registry.contains("metric", preset.component)}
         for index, metric in enumerate(evaluate.metrics):
-            registered = "metric" in session.registry.kinds and session.registry.contains("metric", metric)
+            registered = has_kind and session.registry.contains("metric", metric)
             if not registered and metric not in presets:
                 known = session.registry.names("metric") if "metric" in session.registry.kinds else []
                 known = sorted({*known, *presets})
