@@ -45,6 +45,15 @@ class DistContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def average_gradients(self, parameters) -> None:
+        """Average ``.grad`` over ranks, for modules trained outside DDP (the stage-1 discriminator)."""
+        if not self.enabled:
+            return
+        for param in parameters:
+            if param.grad is not None:
+                dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                param.grad.div_(self.world_size)
+
     def all_gather_cat(self, tensor: torch.Tensor) -> torch.Tensor:
         """Concatenate every rank's ``tensor`` along dim 0 in rank order (all ranks same shape)."""
         if not self.enabled:

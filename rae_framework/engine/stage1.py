@@ -148,7 +148,7 @@ def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderSt
 
 
 def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
-                       images: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+                       images: torch.Tensor, generator: torch.Generator, context: DistContext) -> dict[str, float]:
     """One discriminator update on (augmented) real images and detached reconstructions."""
     if state.discriminator is None or state.step < stage.discriminator_start_step:
         return {}
@@ -159,6 +159,7 @@ def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecod
     fake = state.discriminator(_augmented(parts, recon.detach(), generator)).float()
     loss = DISC_LOSSES[stage.gan_loss](real, fake)
     loss.backward()
+    context.average_gradients(state.discriminator.parameters())  # two forwards per step: no DDP wrapper
     clip_gradients(state.discriminator.parameters(), stage.optimizer.grad_clip)
     state.disc_optimizer.step()
     state.disc_scheduler.step()
@@ -166,7 +167,8 @@ def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecod
 
 
 def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
-                 images: torch.Tensor, manager: CheckpointManager, generator: torch.Generator) -> dict[str, float]:
+                 images: torch.Tensor, manager: CheckpointManager, generator: torch.Generator,
+                 context: DistContext) -> dict[str, float]:
     """Encode (no grad, noisy), decode, one decoder update, one discriminator update, EMA.
 
     ``generator`` (seeded by seed, rank and step) drives the latent noise and DiffAugment.
@@ -178,7 +180,8 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     recon = rae.decode(latents)  # (B, 3, H', W')
     images = match_size(images, recon.shape[-2:])
     loss, logged = generator_loss(state, parts, stage, recon, images, generator)
-    if not torch.isfinite(loss):
+    finite = context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))  # every rank stops together
+    if int(finite.item()) != context.world_size:
         last = manager.latest()
         raise TrainingDivergedError(f"train_decoder: loss is {float(loss)} at step {state.step + 1}; stopped. "
                                     f"Last good checkpoint: {manager.path(last) if last is not None else 'none'}")
@@ -187,7 +190,7 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     logged["grad_norm"] = clip_gradients(state.decoder.parameters(), stage.optimizer.grad_clip)
     state.optimizer.step()
     state.scheduler.step()
-    logged.update(discriminator_step(state, parts, stage, recon, images, generator))
+    logged.update(discriminator_step(state, parts, stage, recon, images, generator, context))
     state.ema.update(unwrap(state.decoder))
     state.step += 1
     return {"loss": float(loss.detach()), **logged}
@@ -259,7 +262,7 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
     bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
     for images, _ in batch_loader(dataset, sampler, num_workers):
         generator = step_generator(seed, STREAM_STAGE1 + context.rank, state.step, context.device)
-        logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, generator)
+        logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, generator, context)
         if state.step % stage.log_every == 0 or state.step == stage.steps:
             logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]})
         _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)
