@@ -6,10 +6,12 @@ missing model is a :class:`WeightsNotFoundError` naming what to download, raised
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +76,27 @@ def _check_loading(info: dict[str, Any], ignored: str, source: Any) -> None:
                           + "; ".join(f"{kind}: {keys[:8]}" for kind, keys in problems.items() if keys))
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report while loading (we check the keys ourselves, strictly)."""
+    from transformers.utils import logging as hf_logging
+
+    previous, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def from_folder(model_class: type, folder: Path, hf: Any, ignored: str) -> Any:
     """``model_class.from_pretrained(folder)`` with config ``hf``, loaded strictly up to ``ignored`` keys."""
-    model, info = model_class.from_pretrained(folder, config=hf, output_loading_info=True, local_files_only=True,
-                                              dtype=torch.float32)
+    with quiet_transformers():
+        model, info = model_class.from_pretrained(folder, config=hf, output_loading_info=True,
+                                                  local_files_only=True, dtype=torch.float32)
     _check_loading(info, ignored, folder)
     return model
 

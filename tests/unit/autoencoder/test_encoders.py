@@ -61,9 +61,23 @@ def test_build_is_fast(session):
 
 def test_missing_weights_offline_fail_fast(session, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    session.build("encoder", "dinov2", preset="dinov2-tiny")  # library imports done
     started = time.perf_counter()
     with pytest.raises(WeightsNotFoundError, match="no-such-org/dinov2-missing"):
         session.build("encoder", "dinov2", {"size": "s", "weights": "no-such-org/dinov2-missing"})
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("name,preset,repo", [("timm", "timm-dinov2-b-reg", "timm/vit_base_patch14_reg4_dinov2"),
+                                              ("open_clip", "open-clip-siglip2-b-16", "ViT-B-16-SigLIP2-256"),
+                                              ("siglip2", "siglip2-b-16-256", "google/siglip2-base-patch16-256")])
+def test_real_presets_without_download_fail_fast(session, monkeypatch, name, preset, repo):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    params = {**session.resolve_params("encoder", name, preset=preset), "allow_download": False}
+    session.build("encoder", name, preset=TINY[name])  # library imports done
+    started = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError, match=repo):
+        session.build("encoder", name, params)
     assert time.perf_counter() - started < 1.0
 
 
