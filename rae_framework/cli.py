@@ -102,7 +102,7 @@ def _add_validate(commands: Any) -> None:
 def _add_list(commands: Any) -> None:
     _add(commands, "list", cmd_list, "registered components (of one kind), or the preset catalog", [
         ("what", {"nargs": "?", "default": None, "metavar": "KIND|presets",
-                  "help": "a kind (encoder, decoder, ...) or 'presets' (incl. recipes)"}),
+                  "help": "a kind (encoder, decoder, ...), 'presets' (the whole catalog) or 'recipe'"}),
         ("--json", {"action": "store_true", "help": "machine-readable output"}),
     ])
 
@@ -156,8 +156,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """``rae list``: components with summaries and provenance, or ``list presets``."""
     session = _session()
-    if args.what == "presets":
-        presets = session.presets.all()
+    if args.what in ("presets", "recipe"):
+        presets = session.presets.all(None if args.what == "presets" else args.what)
         if args.json:
             return _print_json([preset.as_dict() for preset in presets])
         rows = [(p.kind, p.name, p.component, p.summary) for p in presets]

@@ -148,6 +148,8 @@ def test_recipes_are_listed_and_described_and_validated(monkeypatch, tmp_path, a
     assert cli.main(["list", "presets", "--json"]) == 0
     recipes = [p for p in json.loads(capsys.readouterr().out) if p["kind"] == "recipe"]
     assert {"good", "gone"} <= {p["name"] for p in recipes}
+    assert cli.main(["list", "recipe"]) == 0
+    assert "good" in capsys.readouterr().out
     assert cli.main(["describe", "recipe", "good"]) == 0
     out = capsys.readouterr().out
     assert "recipe 'good': works" in out and "valid: encoder=fake-encoder" in out
