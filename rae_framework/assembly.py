@@ -179,10 +179,11 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
         issues.raise_if_any()
     envelope = _validate_envelope(data, issues)
     raw_components = data.get("components")
-    encoder_declared = isinstance(raw_components, dict) and "encoder" in raw_components
+    roles = set(raw_components) if isinstance(raw_components, dict) else set()
+    encoder_declared = "encoder" in roles
     components = _resolve_components(_component_envelopes(data), session, issues, encoder_declared)
     if envelope is not None:
-        _check_stages(envelope, components, session, issues)
+        _check_stages(envelope, roles, components, session, issues)
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
                         autoencoder=envelope.autoencoder, data=envelope.data, stages=envelope.stages,
@@ -192,10 +193,17 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
 
 
 def _validate_envelope(data: dict[str, Any], issues: _Issues) -> AssemblyEnvelope | None:
+    """The envelope; when invalid, its errors are reported and the valid sections are still returned (with
+    defaults for the broken ones) so that the cross-component checks can report their problems too."""
     try:
         return AssemblyEnvelope.model_validate(data)
     except ValidationError as error:
         issues.add_validation((), error)
+        broken = {item["loc"][0] for item in error.errors() if item["loc"]}
+    partial = {key: value for key, value in data.items() if key not in broken and key in AssemblyEnvelope.model_fields}
+    try:
+        return AssemblyEnvelope.model_validate({"name": "invalid", **partial})
+    except ValidationError:
         return None
 
 
@@ -322,15 +330,15 @@ def _latent_shape_or_issue(spec: ComponentSpec, issues: _Issues) -> tuple[int, i
     return shape
 
 
-def _check_stages(envelope: AssemblyEnvelope, components: dict[str, ComponentSpec], session: Session,
-                  issues: _Issues) -> None:
+def _check_stages(envelope: AssemblyEnvelope, declared: set[str], components: dict[str, ComponentSpec],
+                  session: Session, issues: _Issues) -> None:
     """Each enabled stage needs its roles (of the right kind); evaluation needs registered metrics."""
-    for stage, roles in STAGE_ROLES.items():
+    for stage, needed in STAGE_ROLES.items():
         settings = getattr(envelope.stages, stage)
         if settings is None or not settings.enabled:
             continue
-        for role in roles:
-            if role not in envelope.components:
+        for role in needed:
+            if role not in declared:
                 issues.add(("stages", stage), f"stage '{stage}' needs a component '{role}' under components",
                            show_value=False)
             elif role in components and components[role].kind != role:

@@ -190,3 +190,10 @@ def test_yaml_syntax_and_non_mapping_errors(tmp_path, session):
 def test_yaml_python_tags_are_rejected(tmp_path, session):
     with pytest.raises(Exception, match="invalid YAML"):
         load_assembly(write(tmp_path, "name: !!python/object/apply:os.system ['true']\n"), session=session)
+
+
+def test_stage_checks_still_run_when_another_section_is_invalid(tmp_path, session):
+    text = "\n".join(line for line in GOOD.splitlines() if "sampler:" not in line)
+    text = text.replace("seed: 3", "seed: three").replace("name: fake-decoder,", "name: fake-decoder, prams: {},")
+    error = errors_of(write(tmp_path, text), session)
+    assert {issue.path for issue in error.issues} == {"seed", "components.decoder.prams", "stages.sample"}
