@@ -41,7 +41,12 @@ def _default_text(field: Any) -> str:
 
 
 def describe_component(session: Session, kind: str, name: str) -> str:
-    """Text for ``rae describe KIND NAME``: origin, parameters and presets."""
+    """Text for ``rae describe KIND NAME``: origin, parameters and presets (NAME may also be a preset)."""
+    if kind in session.registry.kinds and not session.registry.contains(kind, name):
+        preset = next((p for p in session.presets.all(kind) if p.name == name), None)
+        if preset is not None:
+            return (f"{kind} preset '{name}' ({preset.source}): {preset.summary}\n"
+                    f"params={json.dumps(preset.params)}\n\n{describe_component(session, kind, preset.component)}")
     entry = session.registry.get(kind, name)
     lines = [f"{kind} '{name}': {entry.summary}".rstrip(": "),
              f"provided by {entry.provenance.describe()}",

@@ -94,6 +94,16 @@ def test_list_and_describe(fake_cli, capsys):
     assert cli.main(["list", "encodr"]) == 2
 
 
+def test_describe_a_preset_shows_it_and_its_component(monkeypatch, tmp_path, capsys):
+    presets = tmp_path / "p.yaml"
+    presets.write_text("kind: sampler\npresets:\n  quick: {component: fake-sampler, params: {num_steps: 2}}\n")
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(presets)]))])
+    monkeypatch.setattr(cli, "_session", lambda: session)
+    assert cli.main(["describe", "sampler", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "sampler preset 'quick'" in out and '{"num_steps": 2}' in out and "sampler 'fake-sampler'" in out
+
+
 def test_schema_types_component_params(fake_cli, capsys):
     assert cli.main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
