@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add(commands: Any, name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
          arguments: list[tuple[str, dict[str, Any]]]) -> argparse.ArgumentParser:
     command = commands.add_parser(name, help=help_text, description=help_text)
+    command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     for flag, options in arguments:
         command.add_argument(flag, **options)
     command.set_defaults(command=handler)
@@ -119,12 +120,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rae_framework.assembly import load_assembly
 
+    _check_stage_names(args.stages or [])
     assembly = load_assembly(args.assembly, args.overrides, session=_session())
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
     run_assembly(assembly, out_dir, resume=args.resume, stages=args.stages)
     print(f"run '{assembly.name}' finished: {out_dir}")
     return EXIT_OK
+
+
+def _check_stage_names(stages: list[str]) -> None:
+    from rae_framework.engine.config import StagesConfig
+    from rae_framework.registry import did_you_mean
+
+    known = list(StagesConfig.model_fields)
+    for stage in stages:
+        if stage not in known:
+            raise ConfigError(f"--stage {stage}: unknown stage.{did_you_mean(stage, known)} "
+                              f"Stages, in order: {', '.join(known)}")
 
 
 def _engine_runner() -> Callable[..., Any]:

@@ -74,6 +74,12 @@ def test_run_without_engine_or_with_failing_engine_exits_1(fake_cli, assembly_fi
     assert "boom cli-run x True ['sample']" in capsys.readouterr().err
 
 
+def test_unknown_stage_is_invalid_input_and_debug_works_after_the_command(fake_cli, assembly_file, capsys):
+    assert cli.main(["run", str(assembly_file), "--stage", "sampel", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "--stage sampel: unknown stage. Did you mean 'sample'?" in err and "Traceback" in err
+
+
 def test_run_hands_the_assembly_to_the_engine(fake_cli, assembly_file, monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(cli, "_engine_runner", lambda: lambda *args, **kwargs: calls.append((args, kwargs)))
