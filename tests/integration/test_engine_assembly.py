@@ -101,3 +101,34 @@ def test_samples_come_from_the_ema_weights(finished_run, tmp_path):
         written = samples["arr_0"]
     assert np.array_equal(_sample_with(folder / "run", assembly, "denoiser_ema.safetensors", tmp_path / "e"), written)
     assert not np.array_equal(_sample_with(folder / "run", assembly, "denoiser.safetensors", tmp_path / "r"), written)
+
+
+@pytest.mark.slow
+def test_two_process_statistics_and_sampling_match_one_process(finished_run, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder, _ = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(folder / "run", run)
+    for stage in ("latent_stats", "sample", "evaluate"):
+        (run / "stages" / stage / "stage_state.json").unlink()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node",
+               "2", "-m", "rae_framework", "run", str(folder / "tiny.yaml"), "--out", str(run),
+               "--set", "stages.sample.per_class=2",  # as the earlier tests left the run
+               "--stage", "latent_stats", "--stage", "sample", "--stage", "evaluate"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single, double = (load_file(str(path / "checkpoints" / "latent_stats.safetensors")) for path in (folder / "run", run))
+    for key in ("mean", "var"):
+        torch.testing.assert_close(double[key], single[key], rtol=1e-6, atol=1e-6)
+    with np.load(folder / "run" / "samples" / "samples.npz") as one, np.load(run / "samples" / "samples.npz") as two:
+        assert np.array_equal(one["arr_1"], two["arr_1"])
+        assert np.abs(one["arr_0"].astype(int) - two["arr_0"].astype(int)).max() <= 1  # same batches, same seeds
+    assert not list((run / "samples").glob(".part_*"))
