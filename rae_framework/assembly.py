@@ -156,8 +156,13 @@ class _Issues:
             self.add((*prefix, *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
 
     def raise_if_any(self) -> None:
+        """Raise every issue at once, in file order (then the ``--set`` overrides)."""
         if self.items:
-            raise AssemblyError(self.source_map.origin, self.items)
+            raise AssemblyError(self.source_map.origin, sorted(self.items, key=self._order))
+
+    def _order(self, issue: ConfigIssue) -> tuple[int, int]:
+        origin, _, line = issue.location.rpartition(":")
+        return (0, int(line)) if origin == self.source_map.origin and line.isdigit() else (1, 0)
 
 
 def load_assembly(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,

@@ -112,8 +112,8 @@ def test_all_errors_are_reported_at_once_with_lines_paths_and_values(tmp_path, s
     text = text.replace("name: fake-schedule", "name: fake-schedul").replace("steps: 2}", "steps: 2, stpes: 1}")
     error = errors_of(write(tmp_path, text), session)
     found = {issue.path: issue for issue in error.issues}
-    assert set(found) == {"seed", "components.sampler.params.num_steps", "components.schedule.name",
-                          "stages.train_denoiser.stpes"}
+    assert list(found) == ["seed", "components.schedule.name", "components.sampler.params.num_steps",
+                           "stages.train_denoiser.stpes"]  # in file order
     assert found["seed"].location.endswith("run.yaml:2") and found["seed"].value == "three"
     assert found["components.sampler.params.num_steps"].location.endswith("run.yaml:9")
     assert found["components.sampler.params.num_steps"].value == -1
