@@ -40,6 +40,11 @@ def test_hook_is_implemented_by_a_test_plugin(hook):
     assert implementing, f"no test implements the hook {hook}"
 
 
+def test_every_installed_plugin_loads():
+    failures = {report.name: report.error for report in SESSION.plugin_manager.failures()}
+    assert failures == {}, "a failed plugin's components would silently miss the contract tests"
+
+
 def test_the_registry_is_not_empty():
     assert ENTRIES, "no component is registered: are the first-party plugins installed (pip install -e .)?"
 
