@@ -266,9 +266,10 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
         if state.step % stage.log_every == 0 or state.step == stage.steps:
             logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]})
         _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)
-        if context.is_main and (state.step % stage.checkpoint_every == 0 or state.step == stage.steps):
-            state.save(manager)
-        context.barrier()
+        if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
+            if context.is_main:
+                state.save(manager)
+            context.barrier()
         bar.set_postfix(loss=f"{logged['loss']:.4f}")
         bar.update(1)
         if on_step is not None:

@@ -232,6 +232,7 @@ def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger
     if state.step % stage.log_every == 0 or state.step == stage.steps:
         lr = state.scheduler.get_last_lr()[0]
         logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr})
-    if context.is_main and (state.step % stage.checkpoint_every == 0 or state.step == stage.steps):
-        state.save(manager)
-    context.barrier()
+    if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
+        if context.is_main:
+            state.save(manager)
+        context.barrier()

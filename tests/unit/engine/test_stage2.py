@@ -117,3 +117,12 @@ def test_label_drops_are_seeded_and_need_a_null_row(tmp_path):
         logger = RunLogger(tmp_path, enabled=False)
         train_denoiser(denoiser, LinearSchedule(), ToyLatents(), make_stage(), checkpoint_dir=tmp_path / "c",
                        seed=0, logger=logger)
+
+
+def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path):
+    bf16_losses, fp32_losses = [], []
+    state = run(tmp_path, make_stage(steps=3, mixed_precision="bf16"), on_step=lambda s, loss: bf16_losses.append(loss))
+    run(tmp_path / "fp32", make_stage(steps=1), on_step=lambda s, loss: fp32_losses.append(loss))
+    assert len(bf16_losses) == 3 and all(math.isfinite(loss) for loss in bf16_losses)
+    assert bf16_losses[0] != fp32_losses[0] and math.isclose(bf16_losses[0], fp32_losses[0], rel_tol=0.05)
+    assert all(param.dtype == torch.float32 for param in state.model.parameters())
