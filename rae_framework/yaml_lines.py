@@ -1,10 +1,10 @@
 """YAML with line numbers: ``yaml.safe_load`` semantics plus a map from dotted paths to source lines.
 
-Only the safe loader is used (no Python tags, no arbitrary objects); libyaml's ``CSafeLoader`` when
-PyYAML was built with it (same semantics, about ten times faster), else :class:`yaml.SafeLoader`. The document is composed into
-nodes once, constructed with the safe constructor, and the nodes are walked to record where each key and
-sequence item starts, so that errors can say ``file:line`` for any dotted path such as
-``components.denoiser.params.depth``.
+Only the safe loader is used (no Python tags, no arbitrary objects): libyaml's ``CSafeLoader`` when
+PyYAML was built with it (same semantics, about ten times faster), else :class:`yaml.SafeLoader`. The
+document is composed into nodes once, constructed with the safe constructor, and the nodes are walked to
+record where each key and sequence item starts, so that errors can say ``file:line`` for any dotted path
+such as ``components.denoiser.params.depth``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ described, JSON round trip, torch-free module).
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -92,12 +93,34 @@ def undescribed_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
     return missing
 
 
-def _module_is_torch_free(module: str) -> str:
-    code = f"import importlib, sys; importlib.import_module({module!r}); print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        return f"import failed: {result.stderr.strip().splitlines()[-1:]}"
-    return "" if result.stdout.strip() == "False" else "imports torch"
+_IMPORT_PROBE = """\
+import importlib, json, sys
+for module in sys.argv[1:]:
+    try:
+        importlib.import_module(module)
+    except Exception as error:
+        print(json.dumps([module, f"import failed: {type(error).__name__}: {error}"]))
+        continue
+    print(json.dumps([module, "imports torch" if "torch" in sys.modules else ""]))
+    if "torch" in sys.modules:
+        break
+"""
+
+
+def torch_free_verdicts(modules: list[str]) -> dict[str, str]:
+    """``module -> ""`` if importing it (in a fresh interpreter) leaves torch unimported, else the reason.
+
+    One interpreter imports the modules in turn until one pulls torch in; the rest get a fresh one.
+    """
+    verdicts: dict[str, str] = {}
+    while remaining := [module for module in dict.fromkeys(modules) if module not in verdicts]:
+        result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *remaining], capture_output=True, text=True,
+                                timeout=300)
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("[")]
+        if not lines:
+            return {**verdicts, **{module: f"probe failed: {result.stderr[-300:]}" for module in remaining}}
+        verdicts.update(dict(lines))
+    return verdicts
 
 
 class ComponentContract:
@@ -158,9 +181,10 @@ class ComponentContract:
 
     def test_config_module_is_torch_free(self, entry: Entry, request: pytest.FixtureRequest) -> None:
         module = entry.config.partition(":")[0]
-        verdicts = request.config.stash.setdefault(TORCH_FREE_KEY, {})
-        if module not in verdicts:
-            verdicts[module] = _module_is_torch_free(module)
+        if TORCH_FREE_KEY not in request.config.stash:  # one probe for every config module of the session
+            modules = [each.config.partition(":")[0] for each in contract_session(request.config).registry.entries()]
+            request.config.stash[TORCH_FREE_KEY] = torch_free_verdicts([module, *modules])
+        verdicts = request.config.stash[TORCH_FREE_KEY]
         assert verdicts[module] == "", f"config module {module}: {verdicts[module]} (listing/validating must not)"
 
     def test_component_implements_its_kind(self, session: Session, entry: Entry, config: ComponentConfig,
