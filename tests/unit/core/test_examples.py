@@ -27,9 +27,12 @@ RECIPES = SESSION.presets.all(RECIPE_KIND)
 
 
 @pytest.mark.parametrize("path", ASSEMBLIES, ids=[str(p.relative_to(REPOSITORY)) for p in ASSEMBLIES])
-def test_example_assembly_validates(path):
+def test_example_assembly_validates_and_its_resolved_form_round_trips(path, tmp_path):
     assembly = load_assembly(path, session=SESSION)
     assert assembly.components
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text(assembly.to_yaml())
+    assert load_assembly(resolved, session=SESSION).resolved() == assembly.resolved()
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
