@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rae_framework.errors import ConfigError
 from rae_framework.yaml_lines import apply_override, load_yaml_with_lines, parse_override
@@ -70,3 +72,31 @@ def test_apply_override_copies_and_creates():
     assert apply_override(document, ("l", "0", "x"), 5)["l"] == [{"x": 5}, 2]
     with pytest.raises(ConfigError, match="inside a int"):
         apply_override(document, ("a", "b", "c"), 1)
+
+
+KEYS = st.text(alphabet="abcxyz_", min_size=1, max_size=5)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.text("abc 1.:-", max_size=6),
+                    st.floats(allow_nan=False, allow_infinity=False))
+DOCUMENTS = st.dictionaries(KEYS, st.recursive(SCALARS, lambda children: st.one_of(
+    st.lists(children, max_size=3), st.dictionaries(KEYS, children, max_size=3)), max_leaves=12), max_size=4)
+
+
+def _paths(value, prefix=()):
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield (*prefix, key)
+            yield from _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield (*prefix, str(index))
+            yield from _paths(child, (*prefix, str(index)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(DOCUMENTS, st.booleans())
+def test_any_document_parses_like_safe_load_with_a_line_for_every_path(document, flow):
+    text = yaml.safe_dump(document, default_flow_style=flow)
+    data, source = load_yaml_with_lines(text, "p.yaml")
+    assert data == yaml.safe_load(text)
+    assert all(path in source.lines for path in _paths(data))
+    assert all(1 <= line <= text.count("\n") + 1 for line in source.lines.values())
