@@ -18,6 +18,7 @@ import pluggy
 
 from rae_framework.errors import PluginLoadError, RAEError
 from rae_framework.hookspecs import PROJECT_NAME, RAEHookSpec
+from rae_framework.presets import preset_files, read_preset_file
 from rae_framework.registry import Entry, Provenance, Registrar, Registry
 
 ENTRY_POINT_GROUP = "rae_framework"
@@ -104,6 +105,8 @@ class PluginManager:
             registrar = _StagingRegistrar(self.registry, provenance)
             manager.hook.rae_register_components(registrar=registrar)
             preset_paths = [path for paths in manager.hook.rae_preset_paths() for path in paths]
+            for preset_file in preset_files(preset_paths):  # a malformed file fails its plugin, not the host
+                read_preset_file(preset_file)
             self._commit(registrar)
         except (Exception, pluggy.PluginValidationError) as error:  # noqa: BLE001 - reported, see module doc
             message = str(error) if isinstance(error, RAEError) else f"{type(error).__name__}: {error}"

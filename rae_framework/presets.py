@@ -50,7 +50,8 @@ def catalog_paths() -> list[Path]:
     return sorted(path for folder in folders for path in Path(folder).glob("*.y*ml"))
 
 
-def _expand(paths: list[str | Path]) -> list[Path]:
+def preset_files(paths: list[str | Path]) -> list[Path]:
+    """The YAML files named by ``paths`` (files, or folders of ``*.yaml``/``*.yml``)."""
     files: list[Path] = []
     for path in map(Path, paths):
         files.extend(sorted(path.glob("*.y*ml")) if path.is_dir() else [path])
@@ -81,7 +82,7 @@ class PresetCatalog:
 
     def __init__(self, paths: list[str | Path]) -> None:
         self._presets: dict[str, dict[str, Preset]] = {}
-        for path in _expand(paths):
+        for path in preset_files(paths):
             for preset in read_preset_file(path):
                 self._add(preset)
 

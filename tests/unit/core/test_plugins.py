@@ -84,3 +84,11 @@ def test_disabled_plugins_are_reported():
     statuses = {report.name: report.status for report in session.plugin_manager.reports}
     assert statuses["flow"] == "disabled"
     assert "schedule" in session.registry.kinds and not session.registry.contains("sampler", "euler")
+
+
+def test_plugin_with_a_malformed_preset_file_fails_alone(tmp_path):
+    (tmp_path / "bad.yaml").write_text("kind: sampler\npresets:\n  x: {params: {}}\n")
+    session = Session(entry_points=False, plugins=[("bad", FakePlugin([str(tmp_path)]))])
+    (failed,) = session.plugin_manager.failures()
+    assert failed.name == "bad" and "bad.yaml:3: preset 'x' needs a 'component' name" in failed.error
+    assert session.presets.all("decoder")  # the first-party catalog is still there
