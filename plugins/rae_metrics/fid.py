@@ -6,8 +6,8 @@ mergeable state (:mod:`rae_metrics.state`): FID keeps sufficient statistics (cou
 products; ``"sum"`` across ranks), IS and precision/recall keep the rows (``"cat"``). Values from a
 non-standard extractor are reported under keys suffixed ``@<extractor>``, e.g. ``fid@random-conv``.
 
-* FID = ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^(1/2))`` (Heusel et al.; pytorch-fid's sqrtm
-  handling). rFID: ``update(generated=reconstructions, reference=originals)``; gFID: samples vs a
+* FID = ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^(1/2))`` (Heusel et al.); the trace of the root
+  comes from symmetric eigenvalues (equal to pytorch-fid's ``scipy.linalg.sqrtm`` up to round-off). rFID: ``update(generated=reconstructions, reference=originals)``; gFID: samples vs a
   reference ``.npz``/folder (``reference`` param) or reference images passed to ``update``.
 * IS = ``exp(E_x KL(p(y|x) || p(y)))`` over ``splits`` chunks (mean, std).
 * Precision/recall (Kynkaanniemi et al. 2019): k-NN radii (k=3) around each feature; precision = share of
@@ -17,12 +17,10 @@ non-standard extractor are reported under keys suffixed ``@<extractor>``, e.g. `
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar
 
 import numpy as np
 import torch
-from scipy import linalg
 
 from rae_framework.config import ComponentConfig
 from rae_framework.errors import ConfigError
@@ -33,30 +31,24 @@ from rae_metrics.reference_batch import ReferenceSet, load_reference
 from rae_metrics.state import MergeableState, Reduction
 
 
-def _sqrtm(matrix: np.ndarray) -> np.ndarray:
-    """scipy's matrix square root; a singular input is handled by the caller, so its warning is muted."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        return linalg.sqrtm(matrix)
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``tr((S1 S2)^(1/2))`` for symmetric PSD ``S1, S2``: the eigenvalues of ``S1 S2`` are those of the
+    symmetric PSD ``S1^(1/2) S2 S1^(1/2)``, so two ``eigh`` replace scipy's general ``sqrtm`` (faster, real,
+    no singular-matrix special case)."""
+    values, vectors = np.linalg.eigh(sigma1)
+    root1 = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T  # S1^(1/2)
+    inner = root1 @ sigma2 @ root1
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum())
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Frechet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (float64)."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"feature dimensions differ: {mu1.shape} vs {mu2.shape}")
-    covmean = _sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():  # singular product: regularise the diagonal (pytorch-fid)
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the covariance square root")
-        covmean = covmean.real
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
 def gaussian_from_sums(count: torch.Tensor, total: torch.Tensor, outer: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

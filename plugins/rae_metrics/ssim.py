@@ -5,7 +5,6 @@ positions (skimage crops the border it filtered with 'reflect'), averaged over c
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from rae_metrics.configs import SSIMConfig
 from rae_metrics.paired import PairedMeanMetric
@@ -20,9 +19,10 @@ def gaussian_kernel(sigma: float, truncate: float) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable valid filtering of ``(B*C, 1, H, W)``."""
-    x = F.conv2d(x, kernel.view(1, 1, -1, 1))
-    return F.conv2d(x, kernel.view(1, 1, 1, -1))
+    """Separable valid filtering of ``(N, H, W)`` -> ``(N, H - k + 1, W - k + 1)`` (windows @ kernel: a BLAS
+    product, faster than a float64 conv2d on CPU)."""
+    x = x.unfold(-2, kernel.numel(), 1) @ kernel  # (N, H', W)
+    return x.unfold(-1, kernel.numel(), 1) @ kernel  # (N, H', W')
 
 
 def ssim_per_image(generated: torch.Tensor, reference: torch.Tensor, config: SSIMConfig) -> torch.Tensor:
@@ -31,8 +31,8 @@ def ssim_per_image(generated: torch.Tensor, reference: torch.Tensor, config: SSI
     kernel = gaussian_kernel(config.sigma, config.truncate).to(generated.device)
     if min(generated.shape[-2:]) < kernel.numel():
         raise ValueError(f"ssim: images {tuple(generated.shape[-2:])} are smaller than the {kernel.numel()}-tap window")
-    x = generated.double().flatten(0, 1).unsqueeze(1)  # (B*C, 1, H, W)
-    y = reference.double().flatten(0, 1).unsqueeze(1)
+    x = generated.double().flatten(0, 1)  # (B*C, H, W)
+    y = reference.double().flatten(0, 1)
     mu_x, mu_y = _blur(x, kernel), _blur(y, kernel)
     var_x = _blur(x * x, kernel) - mu_x ** 2
     var_y = _blur(y * y, kernel) - mu_y ** 2

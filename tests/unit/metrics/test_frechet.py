@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rae_metrics.fid import frechet_distance, gaussian_from_sums
+from scipy import linalg
+
+from rae_metrics.fid import frechet_distance, gaussian_from_sums, trace_sqrt_product
 
 
 def _spd(seed: int, dim: int = 6) -> np.ndarray:
@@ -32,9 +34,17 @@ def test_diagonal_covariances_closed_form():
     assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
 
 
-def test_singular_covariances_are_regularised():
+def test_singular_covariances_give_the_closed_form():
     sigma = np.diag([1.0, 0.0, 0.0])
-    assert np.isfinite(frechet_distance(np.zeros(3), sigma, np.ones(3), sigma))
+    assert frechet_distance(np.zeros(3), sigma, np.ones(3), sigma) == pytest.approx(3.0, abs=1e-9)
+
+
+def test_trace_of_the_root_matches_scipy_sqrtm():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(30, 12)), rng.normal(size=(40, 12)) @ rng.normal(size=(12, 12))
+    sigma1, sigma2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = np.trace(linalg.sqrtm(sigma1 @ sigma2)).real
+    assert trace_sqrt_product(sigma1, sigma2) == pytest.approx(expected, rel=1e-9)
 
 
 def test_mismatched_dimensions_are_an_error():
