@@ -46,13 +46,13 @@ class LocalBatchNorm(nn.Module):
 class Residual(nn.Module):
     """``(f(x) + x) / sqrt(2)``."""
 
-    def __init__(self, inner: nn.Module) -> None:
+    def __init__(self, fn: nn.Module) -> None:
         super().__init__()
-        self.inner = inner
+        self.fn = fn  # the reference's attribute name, so that its checkpoints' keys match
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual branch with variance-preserving scaling."""
-        return (self.inner(x) + x) / math.sqrt(2)
+        return (self.fn(x) + x) / math.sqrt(2)
 
 
 def _conv(config: DinoDiscriminatorConfig, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
@@ -132,8 +132,22 @@ def _zero_key_bias(backbone: nn.Module) -> None:
             bias[width:2 * width].zero_()
 
 
+def _drop_backbone_state(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    for key in [key for key in state_dict if key.startswith(f"{prefix}backbone.")]:
+        del state_dict[key]
+
+
+def _keep_backbone_state(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+    for name, value in module.backbone.state_dict().items():
+        state_dict.setdefault(f"{prefix}backbone.{name}", value)
+
+
 class DinoDiscriminator(Discriminator):
-    """Frozen DINO ViT features -> one trainable head per tapped block -> concatenated token logits."""
+    """Frozen DINO ViT features -> one trainable head per tapped block -> concatenated token logits.
+
+    ``state_dict()`` holds the heads only (``heads.*``, the reference's key names; its DINO lives outside
+    the module tree too): the frozen backbone is rebuilt from the config, and ``load_state_dict`` keeps it.
+    """
 
     Config = DinoDiscriminatorConfig
 
@@ -147,6 +161,8 @@ class DinoDiscriminator(Discriminator):
         self.heads = nn.ModuleList(make_head(config, self.backbone.embed_dim) for _ in self.taps)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_state_dict_post_hook(_drop_backbone_state)
+        self.register_load_state_dict_pre_hook(_keep_backbone_state)
 
     def train(self, mode: bool = True) -> DinoDiscriminator:
         """Heads follow ``mode``; the frozen backbone always stays in eval mode."""

@@ -108,3 +108,17 @@ def test_backbone_taps_match_the_reference_vit(discriminator):
     with torch.no_grad():
         for ours, theirs in zip(discriminator.features(images), expected, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_state_dict_holds_the_heads_only_with_the_reference_key_names(discriminator):
+    state = discriminator.state_dict()
+    assert state and all(key.startswith("heads.") for key in state)
+    assert {"heads.0.0.0.weight_orig", "heads.0.1.fn.0.weight_orig", "heads.0.1.fn.1.weight", "heads.0.2.weight_u"} \
+        <= set(state)
+    other = DinoDiscriminator(DinoDiscriminatorConfig(**TINY))
+    backbone_before = {k: v.clone() for k, v in other.backbone.state_dict().items()}
+    other.load_state_dict(state, strict=True)
+    tokens = torch.randn(2, 32, 16)
+    with torch.no_grad():  # eval: spectral norm uses the loaded power-iteration vectors as they are
+        torch.testing.assert_close(other.eval().heads[0](tokens), discriminator.eval().heads[0](tokens))
+    assert all(torch.equal(other.backbone.state_dict()[k], v) for k, v in backbone_before.items())
