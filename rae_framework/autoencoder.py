@@ -46,8 +46,6 @@ class RepresentationAutoencoder(nn.Module):
         if decoder.token_dim != encoder.token_dim:
             raise ConfigError(f"decoder token_dim {decoder.token_dim} != encoder token_dim {encoder.token_dim}")
         self.encoder, self.decoder = encoder, decoder
-        grid = encoder.input_size // encoder.patch_size
-        self.latent_shape = (encoder.token_dim, grid, grid)
         self.register_buffer("image_mean", torch.tensor(encoder.image_mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("image_std", torch.tensor(encoder.image_std, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("latent_mean", torch.zeros(self.latent_shape))
@@ -56,6 +54,12 @@ class RepresentationAutoencoder(nn.Module):
             from rae_framework.engine.statistics import load_statistics
 
             self.set_statistics(*load_statistics(self.config.statistics))
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of the latents: the encoder's token dim and token grid at its input size."""
+        grid = self.encoder.input_size // self.encoder.patch_size
+        return (self.encoder.token_dim, grid, grid)
 
     def set_statistics(self, mean: torch.Tensor | None = None, var: torch.Tensor | None = None) -> None:
         """Latent statistics, broadcast to ``latent_shape``; a missing mean is 0 and a missing var 1."""
