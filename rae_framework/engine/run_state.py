@@ -142,16 +142,18 @@ class RunState:
         temp.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
         os.replace(temp, path)
 
-    def invalidate_stale_checkpoints(self, stage: str, key: str, logger) -> None:
-        """Set aside step checkpoints written with other inputs, so that resume never mixes configurations."""
+    def invalidate_stale_checkpoints(self, stage: str, key: str, logger, *, fresh: bool = False) -> None:
+        """Set aside step checkpoints written with other inputs (or all of them when starting ``fresh``),
+        so that a resume never mixes configurations and a fresh start never resumes from older steps."""
         folder = self.checkpoint_dir(stage)
         marker = folder / "inputs.json"
         if self.context.is_main and folder.is_dir():
             old = json.loads(marker.read_text()).get("input_hash") if marker.is_file() else None
-            if old != key:
-                target = folder.with_name(f"{stage}.stale-{(old or 'unknown')[:12]}-{int(time.time())}")
+            if old != key or (fresh and any(folder.glob("step_*"))):
+                target = folder.with_name(f"{stage}.stale-{(old or 'unknown')[:12]}-{time.time_ns()}")
                 os.replace(folder, target)
-                logger.info(f"{stage}: inputs changed; previous checkpoints moved to {target}")
+                reason = "inputs changed" if old != key else "starting fresh (resume off)"
+                logger.info(f"{stage}: {reason}; previous checkpoints moved to {target}")
         if self.context.is_main:
             folder.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps({"input_hash": key}))

@@ -93,7 +93,7 @@ def _run_stage(name: str, state: RunState, logger: RunLogger, resume: bool, resu
         result.skipped.append(name)
         return
     if name in TRAINING_STAGES:
-        state.invalidate_stale_checkpoints(name, key, logger)
+        state.invalidate_stale_checkpoints(name, key, logger, fresh=not resume)
     logger.info(f"{name}: starting (input hash {key[:12]})")
     outputs: list[Path] = getattr(stage_impl, f"run_{name}")(state, logger, resume=resume)
     if state.context.is_main:

@@ -73,6 +73,9 @@ def test_stale_checkpoints_are_set_aside(tmp_path):
     state.invalidate_stale_checkpoints("train_denoiser", "key-b", logger)  # new inputs: moved away
     assert not (state.checkpoint_dir("train_denoiser") / "step_00000001").exists()
     assert len(list(state.checkpoints.glob("train_denoiser.stale-key-a*"))) == 1
+    (state.checkpoint_dir("train_denoiser") / "step_00000002").mkdir()
+    state.invalidate_stale_checkpoints("train_denoiser", "key-b", logger, fresh=True)  # resume off
+    assert not list(state.checkpoint_dir("train_denoiser").glob("step_*"))
     logger.close()
 
 
