@@ -25,12 +25,16 @@ class SSIMConfig(ComponentConfig):
     k2: float = Field(0.03, gt=0, description="Contrast stabiliser K2.")
 
 
-class FeatureSpec(ComponentConfig):
-    """Which feature extractor (kind ``feature_extractor``) a distribution metric uses."""
+class ComponentRef(ComponentConfig):
+    """A registered component a metric builds for itself (its feature network, its perceptual distance)."""
 
-    name: str = Field("inception", description="Registered feature_extractor name.")
-    preset: str | None = Field(None, description="Optional feature_extractor preset.")
+    name: str = Field(..., description="Registered component name (kind given by the field that holds it).")
+    preset: str | None = Field(None, description="Optional preset of that component.")
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters over the preset's.")
+
+
+def _inception() -> ComponentRef:
+    return ComponentRef(name="inception")
 
 
 class FIDConfig(ComponentConfig):
@@ -38,7 +42,8 @@ class FIDConfig(ComponentConfig):
 
     key: str = Field("fid", pattern=r"^[a-z0-9_]+$", description="Result key: 'fid', 'rfid' (reconstructions vs "
                                                                  "originals) or 'gfid' (samples vs a dataset).")
-    features: FeatureSpec = Field(default_factory=FeatureSpec, description="Feature network.")
+    features: ComponentRef = Field(default_factory=_inception, description="Feature network (kind "
+                                                                           "feature_extractor).")
     reference: str | None = Field(None, description="Reference set: ADM .npz (mu/sigma or arr_0 images) or an "
                                                     "image folder; None = the `reference` images given to update.")
     reference_batch_size: int = Field(50, ge=1, description="Batch size when featurising reference images.")
@@ -47,14 +52,16 @@ class FIDConfig(ComponentConfig):
 class InceptionScoreConfig(ComponentConfig):
     """Inception Score exp(E KL(p(y|x) || p(y))) of generated images, mean and std over splits."""
 
-    features: FeatureSpec = Field(default_factory=FeatureSpec, description="Feature network (needs logits).")
+    features: ComponentRef = Field(default_factory=_inception, description="Feature network (kind "
+                                                                           "feature_extractor, with logits).")
     splits: int = Field(10, ge=1, description="Number of splits (standard: 10).")
 
 
 class PrecisionRecallConfig(ComponentConfig):
     """Improved precision and recall (Kynkaanniemi et al. 2019) on k-NN feature manifolds."""
 
-    features: FeatureSpec = Field(default_factory=FeatureSpec, description="Feature network.")
+    features: ComponentRef = Field(default_factory=_inception, description="Feature network (kind "
+                                                                           "feature_extractor).")
     k: int = Field(3, ge=1, description="Neighbourhood size of the manifold estimate (paper: 3).")
     reference: str | None = Field(None, description="Reference images: ADM .npz with arr_0 or an image folder; "
                                                     "None = the `reference` images given to update.")
@@ -79,3 +86,10 @@ class RandomConvConfig(ComponentConfig):
     num_logits: int = Field(10, ge=2, description="Number of pseudo-class logits (for the Inception Score path).")
     width: int = Field(16, ge=1, description="Channels of the conv layers.")
     seed: int = Field(0, description="Seed of the fixed random weights.")
+
+
+class LPIPSMetricConfig(ComponentConfig):
+    """Mean LPIPS distance of reconstructions to their originals (lower is better)."""
+
+    perceptual: ComponentRef = Field(default_factory=lambda: ComponentRef(name="lpips", preset="lpips-vgg"),
+                                     description="Perceptual distance (kind perceptual).")

@@ -17,7 +17,7 @@ from torch import nn
 
 from rae_framework.config import ComponentConfig
 from rae_framework.interfaces import Component
-from rae_metrics.configs import FeatureSpec, RandomConvConfig
+from rae_metrics.configs import ComponentRef, RandomConvConfig
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,14 @@ class RandomConvFeatures(FeatureExtractor):
         return Features(pool, self.classifier(pool))
 
 
-def build_extractor(spec: FeatureSpec) -> FeatureExtractor:
-    """Build the ``feature_extractor`` named by ``spec`` through the registry (third-party ones included)."""
+def build_component(kind: str, spec: ComponentRef) -> object:
+    """Build the ``kind`` component named by ``spec`` through the registry (third-party ones included)."""
     import rae_framework
 
-    return rae_framework.build("feature_extractor", spec.name, spec.params, preset=spec.preset)
+    return rae_framework.build(kind, spec.name, spec.params, preset=spec.preset)
 
 
-def extractor_label(spec: FeatureSpec, extractor: FeatureExtractor) -> str:
+def extractor_label(spec: ComponentRef, extractor: FeatureExtractor) -> str:
     """Suffix for metric keys: empty for a standard extractor, ``@<name>`` otherwise."""
     return "" if extractor.standard else f"@{spec.preset or spec.name}"
 

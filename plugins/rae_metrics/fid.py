@@ -1,6 +1,6 @@
 """Distribution metrics on one feature pipeline: FID (rFID/gFID), Inception Score, precision/recall.
 
-All three build their feature network from a :class:`~rae_metrics.configs.FeatureSpec` (kind
+All three build their feature network from a :class:`~rae_metrics.configs.ComponentRef` (kind
 ``feature_extractor``, default the FID Inception), featurise each ``update`` batch under ``no_grad`` and keep
 mergeable state (:mod:`rae_metrics.state`): FID keeps sufficient statistics (count, sum, sum of outer
 products; ``"sum"`` across ranks), IS and precision/recall keep the rows (``"cat"``). Values from a
@@ -26,7 +26,7 @@ from rae_framework.config import ComponentConfig
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Metric
 from rae_metrics.configs import FIDConfig, InceptionScoreConfig, PrecisionRecallConfig
-from rae_metrics.features import FeatureExtractor, Features, build_extractor, extractor_label, featurize
+from rae_metrics.features import FeatureExtractor, Features, build_component, extractor_label, featurize
 from rae_metrics.reference_batch import ReferenceSet, load_reference
 from rae_metrics.state import MergeableState, Reduction
 
@@ -76,7 +76,7 @@ class FeatureMetric(MergeableState, Metric):
     def extractor(self) -> FeatureExtractor:
         """The feature network (built on first use)."""
         if self._extractor is None:
-            self._extractor = build_extractor(self.config.features)
+            self._extractor = build_component("feature_extractor", self.config.features)
         return self._extractor
 
     def key(self, name: str) -> str:

@@ -5,6 +5,8 @@ from rae_framework import hookimpl
 METRICS = {
     "psnr": ("rae_metrics.psnr:PSNR", "PSNRConfig", "Mean per-image PSNR (dB) of reconstructions vs originals"),
     "ssim": ("rae_metrics.ssim:SSIM", "SSIMConfig", "Gaussian-window SSIM (skimage-equal), mean over images"),
+    "lpips": ("rae_metrics.lpips_metric:LPIPSMetric", "LPIPSMetricConfig",
+              "Mean LPIPS of reconstructions vs originals (any perceptual component)"),
     "fid": ("rae_metrics.fid:FID", "FIDConfig", "Frechet distance of feature Gaussians (FID, rFID, gFID)"),
     "inception-score": ("rae_metrics.fid:InceptionScore", "InceptionScoreConfig", "Inception Score over splits"),
     "precision-recall": ("rae_metrics.fid:PrecisionRecall", "PrecisionRecallConfig",

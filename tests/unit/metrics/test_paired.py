@@ -72,3 +72,18 @@ def test_paired_metrics_reject_missing_or_mismatched_inputs():
         metric.update(generated, reference[:1])
     with pytest.raises(ValueError, match="no images"):
         metric.compute()
+
+
+def test_lpips_metric_is_the_mean_perceptual_distance_and_labels_random_backbones():
+    from rae_framework import Session
+
+    session = Session()
+    metric = session.build("metric", "lpips", preset="lpips-tiny")
+    generated, reference = _pairs(5, batch=4, size=32)
+    metric.update(generated[:3], reference[:3])
+    metric.update(generated[3:], reference[3:])
+    expected = metric.distance(generated, reference).mean().item()
+    assert metric.compute() == {"lpips@lpips-tiny": pytest.approx(expected, rel=1e-5)}
+    metric.reset()
+    metric.update(reference, reference)
+    assert metric.compute()["lpips@lpips-tiny"] == pytest.approx(0.0, abs=1e-6)
