@@ -17,6 +17,7 @@ non-standard extractor are reported under keys suffixed ``@<extractor>``, e.g. `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -92,6 +93,18 @@ class FeatureMetric(MergeableState, Metric):
             raise ValueError(f"{type(self).__name__} needs (B, 3, H, W) images, got {tuple(images.shape)}")
         return featurize(self.extractor.to(images.device), [images])  # the network follows the images' device
 
+    def _sides(self, generated: torch.Tensor | None,
+               reference: torch.Tensor | None) -> Iterator[tuple[str, Features]]:
+        """``(side, features)`` of the given batches; reference images are skipped when the config names a
+        reference set (it replaces them)."""
+        if generated is None and reference is None:
+            raise ValueError(f"{type(self).__name__}: pass generated and/or reference images")
+        if getattr(self.config, "reference", None) is not None:
+            reference = None
+        for side, images in (("generated", generated), ("reference", reference)):
+            if images is not None:
+                yield side, self._features(images)
+
     def _reference_features(self, reference: ReferenceSet) -> Features:
         if not reference.has_images:
             raise ConfigError(f"{reference.source} holds only Inception statistics; {type(self).__name__} with "
@@ -115,11 +128,8 @@ class FID(FeatureMetric):
 
     def update(self, generated: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> None:
         """Accumulate generated and/or reference images ``(B, 3, H, W)`` in [0, 1]."""
-        if generated is None and reference is None:
-            raise ValueError("fid: pass generated and/or reference images")
-        for side, images in (("generated", generated), ("reference", reference)):
-            if images is not None:
-                self._accumulate(side, self._features(images).pool)
+        for side, features in self._sides(generated, reference):
+            self._accumulate(side, features.pool)
 
     def _accumulate(self, side: str, pool: torch.Tensor) -> None:
         pool = pool.double()  # (B, D)
@@ -210,11 +220,8 @@ class PrecisionRecall(FeatureMetric):
 
     def update(self, generated: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> None:
         """Accumulate generated and/or reference images ``(B, 3, H, W)`` in [0, 1]."""
-        if generated is None and reference is None:
-            raise ValueError("precision-recall: pass generated and/or reference images")
-        for side, images in (("generated", generated), ("reference", reference)):
-            if images is not None:
-                self._add_state(side, self._features(images).pool.float())
+        for side, features in self._sides(generated, reference):
+            self._add_state(side, features.pool.float())
 
     def compute(self) -> dict[str, float]:
         """``{"precision": ..., "recall": ...}``."""
