@@ -41,7 +41,7 @@ STAGE_ROLES: dict[str, tuple[str, ...]] = {
 
 # Params filled from the latent shape (C, h, w) when a kind's Config declares them.
 DERIVED_FIELDS: dict[str, dict[str, Any]] = {
-    "decoder": {"token_dim": lambda shape: shape[0]},
+    "decoder": {"token_dim": lambda shape: shape[0], "num_patches": lambda shape: shape[1] * shape[2]},
     "denoiser": {"in_channels": lambda shape: shape[0], "input_size": lambda shape: shape[1]},
     "schedule": {"latent_shape": lambda shape: tuple(shape)},
 }

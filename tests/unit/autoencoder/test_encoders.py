@@ -111,3 +111,14 @@ def test_latent_shape_is_torch_free(session):
     assert (config.token_dim, config.grid_size) == (768, 16)
     assert session.make_config("encoder", "dinov2", preset="dinov2-b-reg-512").grid_size == 32
     assert session.make_config("encoder", "siglip2", preset="siglip2-b-16-256").grid_size == 16
+
+
+@pytest.mark.parametrize("name", ["mae", "siglip2", "dinov2"])
+def test_position_embeddings_resize_to_another_input_size(session, name):
+    """A larger input than the pretraining grid (e.g. MAE-B at 256 px, DINOv2 at 448 px) keeps token order."""
+    params = {**session.resolve_params("encoder", name, preset=TINY[name])}
+    patch = session.make_config("encoder", name, params).patch_size
+    params["input_size"] = patch * 5
+    encoder = session.build("encoder", name, params)
+    tokens = encoder(torch.randn(1, 3, patch * 5, patch * 5))
+    assert tokens.shape[1] == encoder.num_prefix_tokens + 25
