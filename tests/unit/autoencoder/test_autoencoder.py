@@ -94,3 +94,13 @@ def test_resize_skipped_at_input_size(session):
     rae = make_rae(session)
     images = torch.rand(1, 3, 28, 28)
     torch.testing.assert_close(rae.preprocess(images), (images - rae.image_mean) / rae.image_std)
+
+
+@pytest.mark.parametrize("name,preset", [("dinov2", "dinov2-tiny"), ("siglip2", "siglip2-tiny"), ("mae", "mae-tiny"),
+                                         ("timm", "timm-tiny"), ("open_clip", "open-clip-tiny")])
+def test_every_tiny_encoder_composes_with_vit_tiny(session, name, preset):
+    """The tiny presets share the 32 x 2 x 2 latent of vit-tiny, so any of them assembles into an RAE."""
+    encoder = session.build("encoder", name, preset=preset)
+    rae = RepresentationAutoencoder(encoder, session.build("decoder", "vit", preset="vit-tiny"), AutoencoderConfig())
+    latent = rae.encode(torch.rand(2, 3, 24, 24))
+    assert latent.shape == (2, 32, 2, 2) and rae.decode(latent).shape == (2, 3, 16, 16)
