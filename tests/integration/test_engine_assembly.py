@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
 
 import rae_framework
+from rae_framework.engine.distributed import DistContext
+from rae_framework.engine.run_state import RunState
 from rae_framework.engine.runner import run_assembly
+from rae_framework.engine.sampling import run_sampling
+from rae_framework.engine.stages import build_rae
 
 ASSEMBLY = """
 name: engine-tiny
@@ -74,13 +85,6 @@ def test_rerun_skips_finished_stages_and_reruns_changed_ones(finished_run):
 
 
 def _sample_with(run: Path, assembly, weights_file: str, out: Path) -> np.ndarray:
-    from safetensors.torch import load_file
-
-    from rae_framework.engine.distributed import DistContext
-    from rae_framework.engine.run_state import RunState
-    from rae_framework.engine.sampling import run_sampling
-    from rae_framework.engine.stages import build_rae
-
     state = RunState(run, assembly, DistContext())
     denoiser = state.component("denoiser")
     denoiser.load_state_dict(load_file(str(run / "checkpoints" / weights_file)))
@@ -105,22 +109,17 @@ def test_samples_come_from_the_ema_weights(finished_run, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_statistics_and_sampling_match_one_process(finished_run, tmp_path):
-    import os
-    import shutil
-    import subprocess
-    import sys
 
-    import torch
-    from safetensors.torch import load_file
 
     folder, _ = finished_run
     run = tmp_path / "run"
     shutil.copytree(folder / "run", run)
     for stage in ("latent_stats", "sample", "evaluate"):
         (run / "stages" / stage / "stage_state.json").unlink()
+    per_class = yaml.safe_load((run / "assembly.yaml").read_text())["stages"]["sample"]["per_class"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node",
                "2", "-m", "rae_framework", "run", str(folder / "tiny.yaml"), "--out", str(run),
-               "--set", "stages.sample.per_class=2",  # as the earlier tests left the run
+               "--set", f"stages.sample.per_class={per_class}",  # as the earlier tests left the run
                "--stage", "latent_stats", "--stage", "sample", "--stage", "evaluate"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -132,11 +131,14 @@ def test_two_process_statistics_and_sampling_match_one_process(finished_run, tmp
         assert np.array_equal(one["arr_1"], two["arr_1"])
         assert np.abs(one["arr_0"].astype(int) - two["arr_0"].astype(int)).max() <= 1  # same batches, same seeds
     assert not list((run / "samples").glob(".part_*"))
+    one, two = (json.loads((path / "metrics.json").read_text()) for path in (folder / "run", run))
+    assert one.keys() == two.keys()  # metric states reduced over ranks: the same values
+    for key in one:
+        assert two[key] == pytest.approx(one[key], rel=1e-3, abs=1e-3), key
 
 
 @pytest.mark.slow
 def test_autoguidance_uses_the_guide_weights_from_a_checkpoint(finished_run, tmp_path):
-    import shutil
 
     folder, _ = finished_run
     run = tmp_path / "run"
