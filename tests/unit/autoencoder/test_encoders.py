@@ -122,3 +122,33 @@ def test_position_embeddings_resize_to_another_input_size(session, name):
     encoder = session.build("encoder", name, params)
     tokens = encoder(torch.randn(1, 3, patch * 5, patch * 5))
     assert tokens.shape[1] == encoder.num_prefix_tokens + 25
+
+
+def test_full_siglip_checkpoint_folder_loads_the_vision_tower(session, tmp_path):
+    """A save_pretrained folder of a whole SiglipModel (text tower, logit scale, head) gives its vision tower."""
+    import torch.nn.functional as F
+    from transformers import SiglipConfig, SiglipModel
+
+    vision = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+              "image_size": 32, "patch_size": 16}
+    text = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1, "intermediate_size": 32,
+            "vocab_size": 50, "bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    full = SiglipModel(SiglipConfig(vision_config=vision, text_config=text)).eval()
+    full.save_pretrained(tmp_path)
+    encoder = session.build("encoder", "siglip2", {"input_size": 32, "weights": str(tmp_path),
+                                                   "overrides": {"hidden_size": 32}})
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        tower = full.vision_model
+        hidden = tower.encoder(tower.embeddings(pixels)).last_hidden_state  # before post_layernorm
+        expected = F.layer_norm(hidden, (32,), eps=full.config.vision_config.layer_norm_eps)
+        torch.testing.assert_close(encoder(pixels), expected)
+
+
+def test_weights_that_do_not_fit_are_an_error(session, tmp_path):
+    from transformers import ViTMAEConfig, ViTMAEModel
+
+    ViTMAEModel(ViTMAEConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             image_size=32)).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="token dim 32"):
+        session.build("encoder", "mae", {"input_size": 32, "weights": str(tmp_path)})
