@@ -54,22 +54,6 @@ class DistContext:
                 dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
                 param.grad.div_(self.world_size)
 
-    def all_gather_cat(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Concatenate every rank's ``tensor`` along dim 0 in rank order (all ranks same shape)."""
-        if not self.enabled:
-            return tensor
-        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
-
-    def broadcast_object(self, value):
-        """Rank 0's ``value`` on every rank."""
-        if not self.enabled:
-            return value
-        holder = [value]
-        dist.broadcast_object_list(holder, src=0)
-        return holder[0]
-
 
 def default_device() -> torch.device:
     """The local CUDA device under torchrun when available, else CPU."""

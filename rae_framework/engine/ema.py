@@ -28,10 +28,6 @@ class EMA:
         for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The averaged weights (the EMA model's state dict)."""
-        return self.model.state_dict()
-
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore averaged weights saved by :meth:`state_dict`."""
         self.model.load_state_dict(state)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -101,8 +100,3 @@ def _run_stage(name: str, state: RunState, logger: RunLogger, resume: bool, resu
     state.context.barrier()
     logger.info(f"{name}: done")
     result.ran.append(name)
-
-
-def describe_inputs(assembly) -> dict[str, Any]:
-    """The resolved sections each stage hashes (for documentation and debugging)."""
-    return {name: RunState.config_sections(assembly, name) for name in STAGE_ORDER}
