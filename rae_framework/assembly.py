@@ -31,11 +31,12 @@ from rae_framework.yaml_lines import PathKey, SourceMap, apply_override, load_ya
 
 RECIPE_KIND = "recipe"  # pseudo-kind of registry/recipes.yaml: presets that point at assembly files
 
-# The roles each enabled stage needs (the engine may need more; these are checked before any run).
+# The roles each enabled stage needs, checked before any run (the engine builds the whole RAE, encoder and
+# decoder, for every stage that encodes or decodes).
 STAGE_ROLES: dict[str, tuple[str, ...]] = {
     "train_decoder": ("encoder", "decoder"),
-    "latent_stats": ("encoder",),
-    "train_denoiser": ("encoder", "denoiser", "schedule"),
+    "latent_stats": ("encoder", "decoder"),
+    "train_denoiser": ("encoder", "decoder", "denoiser", "schedule"),
     "sample": ("encoder", "decoder", "denoiser", "schedule", "sampler"),
 }
 
@@ -192,7 +193,7 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
                         autoencoder=envelope.autoencoder, data=envelope.data, stages=envelope.stages,
-                        source=source, warnings=tuple(_advice(components)))
+                        source=source, warnings=(*_advice(components), *_skipped_terms(envelope, roles)))
     assembly._session = session
     return assembly
 
@@ -387,6 +388,17 @@ def _advice(components: dict[str, ComponentSpec]) -> list[str]:
             advice.append(f"components.{role}: hidden_size {width} is below the latent channels {shape[0]}; "
                           "the paper finds a DiT must be at least as wide as the tokens to fit them")
     return advice
+
+
+def _skipped_terms(envelope: AssemblyEnvelope, roles: set[str]) -> list[str]:
+    """Stage-1 loss terms with a weight but without the component that computes them (the engine skips them)."""
+    stage = envelope.stages.train_decoder
+    if stage is None or not stage.enabled:
+        return []
+    terms = [("perceptual_weight", "perceptual"), ("gan_weight", "discriminator")]
+    return [f"stages.train_decoder.{weight}: {getattr(stage, weight)} but no '{role}' component, so this term "
+            f"is skipped; add the component or set the weight to 0"
+            for weight, role in terms if getattr(stage, weight) > 0 and role not in roles]
 
 
 def _as_tuple(value: Any) -> Any:

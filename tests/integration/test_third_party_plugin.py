@@ -53,12 +53,15 @@ def test_usable_from_an_assembly(installed, tmp_path):
         name: third-party
         components:
           encoder: {name: patch-mean, preset: patch-mean-tiny, params: {token_dim: 48}}
+          decoder: {name: vit, params: {num_patches: 16, hidden_size: 32, num_layers: 1, num_heads: 2,
+                                        intermediate_size: 64, patch_size: 4}}
         stages:
           latent_stats: {}
         """))
     result = run(["-m", "rae_framework", "validate", str(assembly), "--print"], installed, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "token_dim: 48" in result.stdout and "input_size: 16" in result.stdout
+    assert result.stdout.count("token_dim: 48") == 2  # the decoder's token_dim is derived from the encoder
 
 
 @pytest.mark.slow

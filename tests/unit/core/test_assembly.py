@@ -197,3 +197,9 @@ def test_stage_checks_still_run_when_another_section_is_invalid(tmp_path, sessio
     text = text.replace("seed: 3", "seed: three").replace("name: fake-decoder,", "name: fake-decoder, prams: {},")
     error = errors_of(write(tmp_path, text), session)
     assert {issue.path for issue in error.issues} == {"seed", "components.decoder.prams", "stages.sample"}
+
+
+def test_stage_one_loss_terms_without_their_component_are_flagged(tmp_path, session):
+    assembly = load_assembly(write(tmp_path, GOOD), ["stages.train_decoder.gan_weight=0"], session=session)
+    (warning,) = assembly.warnings
+    assert warning.startswith("stages.train_decoder.perceptual_weight: 1.0 but no 'perceptual' component")
