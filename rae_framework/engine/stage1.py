@@ -183,7 +183,7 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     finite = context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))  # every rank stops together
     if int(finite.item()) != context.world_size:
         last = manager.latest()
-        raise TrainingDivergedError(f"train_decoder: loss is {float(loss)} at step {state.step + 1}; stopped. "
+        raise TrainingDivergedError(f"train_decoder: loss is {float(loss.detach())} at step {state.step + 1}; stopped. "
                                     f"Last good checkpoint: {manager.path(last) if last is not None else 'none'}")
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()

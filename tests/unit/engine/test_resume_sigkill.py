@@ -41,7 +41,7 @@ def assert_same_weights(a: Path, b: Path, names: list[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("stage", "steps", "kill", "names"), [
     ("stage2", 12, 5, ["model", "ema"]),
-    ("stage1", 8, 3, ["decoder", "ema", "discriminator"]),
+    ("stage1", 6, 3, ["decoder", "ema", "discriminator"]),
 ])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, stage, steps, kill, names):
     reference = start(stage, tmp_path / "reference", steps)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
 
 from rae_framework.data.datasets import build_dataset
 from rae_framework.engine.config import DataConfig, OptimizerConfig, TrainDecoderStage
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.stage1 import Stage1Parts, train_decoder
+from rae_framework.errors import TrainingDivergedError
 
 from doubles import Discriminator, tiny_rae
 
@@ -71,3 +73,29 @@ def test_gan_schedule_starts_discriminator_then_gan_term(tmp_path):
     assert {step for name, step in steps if name == "disc_loss"} == {2, 3, 4}
     assert {step for name, step in steps if name == "gan"} == {3, 4}
     assert all(weight >= 0 for weight in logged(tmp_path, "adaptive_weight"))
+
+
+class PoisonedPerceptual(torch.nn.Module):
+    """A perceptual distance that turns NaN from its ``start``-th call on."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__()
+        self.calls, self.start = 0, start
+
+    def forward(self, images, targets):
+        self.calls += 1
+        value = float("nan") if self.calls >= self.start else 0.0
+        return (images - targets).abs().mean(dim=(1, 2, 3)) * 0 + value
+
+
+def test_nan_loss_stops_stage1_with_the_last_good_checkpoint(tmp_path):
+    stage = TrainDecoderStage(steps=6, batch_size=4, checkpoint_every=2, log_every=1, sample_every=100,
+                              perceptual_weight=1.0)
+    parts = Stage1Parts(perceptual=PoisonedPerceptual(start=4))
+    dataset = build_dataset(DataConfig(source="digits", image_size=16), "train")
+    logger = RunLogger(tmp_path, tensorboard=False)
+    with pytest.raises(TrainingDivergedError, match="step 4.*step_00000002"):
+        train_decoder(tiny_rae(), dataset, torch.zeros(0, 3, 16, 16), stage, parts, checkpoint_dir=tmp_path / "c",
+                      out_dir=tmp_path, seed=0, logger=logger)
+    logger.close()
+    assert [path.name for path in (tmp_path / "c").iterdir()] == ["step_00000002"]
