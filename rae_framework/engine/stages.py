@@ -30,12 +30,17 @@ DECODER_FILE, DECODER_EMA_FILE = "decoder.safetensors", "decoder_ema.safetensors
 DENOISER_FILE, DENOISER_EMA_FILE = "denoiser.safetensors", "denoiser_ema.safetensors"
 
 
+def stage_enabled(state: RunState, name: str) -> bool:
+    """Whether the assembly runs stage ``name`` (only then are its outputs in the run directory used)."""
+    settings = getattr(state.assembly.stages, name)
+    return settings is not None and settings.enabled
+
+
 def statistics_file(state: RunState, computed: bool) -> Path | None:
     """Latent statistics to normalise with: this run's computed ones (when ``computed`` and the
     latent_stats stage is part of the assembly), else ``autoencoder.statistics``, else None (identity)."""
     run_file = state.checkpoints / STATISTICS_FILE
-    enabled = state.assembly.stages.latent_stats is not None and state.assembly.stages.latent_stats.enabled
-    if computed and enabled and run_file.is_file():
+    if computed and stage_enabled(state, "latent_stats") and run_file.is_file():
         return run_file
     configured = state.assembly.autoencoder.statistics
     return Path(configured) if configured else None
@@ -50,7 +55,7 @@ def build_rae(state: RunState, *, trained_decoder: bool = True, computed_statist
                           "stage that encodes or decodes; add a decoder to the assembly")
     decoder = state.component("decoder")
     weights = state.checkpoints / DECODER_EMA_FILE
-    if trained_decoder and weights.is_file():
+    if trained_decoder and stage_enabled(state, "train_decoder") and weights.is_file():
         decoder.load_state_dict(load_file(str(weights)))
     rae = RepresentationAutoencoder(state.component("encoder"), decoder, state.assembly.autoencoder)
     path = statistics_file(state, computed_statistics)
@@ -174,10 +179,10 @@ def run_sample(state: RunState, logger: RunLogger, *, resume: bool = True) -> li
     stage, device = state.assembly.stages.sample, state.context.device
     denoiser = state.component("denoiser")
     weights = state.checkpoints / (DENOISER_EMA_FILE if stage.use_ema else DENOISER_FILE)
-    if weights.is_file():
+    if stage_enabled(state, "train_denoiser") and weights.is_file():
         denoiser.load_state_dict(load_file(str(weights)))
     else:
-        logger.info(f"sample: {weights} not found; sampling with the denoiser's own initial weights")
+        logger.info(f"sample: no trained denoiser ({weights}); sampling with the denoiser's own weights")
     guidance = state.optional("guidance")
     guide = load_guide(state, stage.guide_weights) if getattr(guidance, "needs_guide", False) else None
     rae = build_rae(state)
