@@ -15,14 +15,16 @@ import torch
 from rae_framework.engine.distributed import DistContext
 from rae_framework.session import Session
 
-# Per stage: assembly sections, component roles and upstream stages whose outputs it consumes.
+# Per stage: assembly sections, component roles and upstream stages whose outputs it consumes. Every stage
+# reads the seed: randomly initialised components are built under a seed derived from it.
 STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "train_decoder": (("seed", "autoencoder", "data"), ("encoder", "decoder", "discriminator", "perceptual"), ()),
-    "latent_stats": (("autoencoder", "data"), ("encoder",), ()),
+    "latent_stats": (("seed", "autoencoder", "data"), ("encoder",), ()),
     "train_denoiser": (("seed", "autoencoder", "data"), ("encoder", "denoiser", "schedule"), ("latent_stats",)),
     "sample": (("seed", "autoencoder"), ("encoder", "decoder", "denoiser", "guide", "schedule", "sampler",
                                          "guidance"), ("train_decoder", "latent_stats", "train_denoiser")),
-    "evaluate": (("autoencoder", "data"), ("encoder", "decoder"), ("train_decoder", "latent_stats", "sample")),
+    "evaluate": (("seed", "autoencoder", "data"), ("encoder", "decoder"),
+                 ("train_decoder", "latent_stats", "sample")),
 }
 
 

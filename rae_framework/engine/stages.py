@@ -136,7 +136,8 @@ def latent_source(state: RunState, rae, stage, logger: RunLogger):
     if not stage.latent_cache:
         return EncodedLatents(encode, dataset)
     stats = state.record("latent_stats")
-    key = json_sha256({"encoder": state.assembly.resolved()["components"]["encoder"], "data": data.model_dump(),
+    key = json_sha256({"seed": state.assembly.seed, "data": data.model_dump(),
+                       "encoder": state.assembly.resolved()["components"]["encoder"],
                        "autoencoder": state.assembly.autoencoder.model_dump(),
                        "statistics": stats.output_hash if stats else None})
     folder = state.out_dir / "latent_cache"
