@@ -119,7 +119,7 @@ class Stage2State:
 def check_label_dropout(denoiser: Denoiser, stage: TrainDenoiserStage) -> None:
     """Label drops need the denoiser's null-class row (``class_dropout_prob > 0`` in its config)."""
     own = getattr(denoiser.config, "class_dropout_prob", None)
-    if stage.class_dropout > 0 and own == 0:
+    if stage.label_dropout == "engine" and stage.class_dropout > 0 and own == 0:
         raise ConfigError("stages.train_denoiser.class_dropout > 0 but the denoiser has class_dropout_prob 0 "
                           "(no null-class embedding): set the denoiser's class_dropout_prob > 0")
 
@@ -164,7 +164,7 @@ def accumulate_gradients(train_model: nn.Module, schedule: NoiseSchedule, x: tor
     return total
 
 
-def optimizer_step(state: Stage2State, stage: TrainDenoiserStage, loss: float, logger: RunLogger,
+def optimizer_step(state: Stage2State, stage: TrainDenoiserStage, loss: float,
                    manager: CheckpointManager) -> float:
     """Clip, step, schedule, EMA; a non-finite loss raises :class:`TrainingDivergedError`."""
     if not torch.isfinite(torch.tensor(loss)):
@@ -216,7 +216,7 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
         total = accumulate_gradients(train_model, schedule, x.to(context.device), y.to(context.device), draws,
                                      stage, context)
         loss = float(context.all_reduce_sum(total)) / stage.batch_size
-        grad_norm = optimizer_step(state, stage, loss, logger, manager)
+        grad_norm = optimizer_step(state, stage, loss, manager)
         _after_step(state, stage, logger, manager, context, loss, grad_norm)
         bar.set_postfix(loss=f"{loss:.4f}")
         bar.update(1)
