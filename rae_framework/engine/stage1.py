@@ -234,7 +234,8 @@ def save_reconstructions(rae: nn.Module, decoder: nn.Module, images: torch.Tenso
 def _periodic(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
               holdout: torch.Tensor, out_dir: Path, logger: RunLogger, context: DistContext) -> None:
     """Every ``sample_every`` steps and at the end: reconstructions PNG and held-out metrics (EMA decoder)."""
-    if state.step % stage.sample_every and state.step != stage.steps or holdout.shape[0] == 0:
+    due = state.step % stage.sample_every == 0 or state.step == stage.steps
+    if not due or holdout.shape[0] == 0:
         return
     if context.is_main:
         save_reconstructions(rae, state.ema.model, holdout[:8].to(context.device),
