@@ -4,8 +4,9 @@ Two families, told apart by :func:`is_reconstruction_metric`:
 
 * reconstruction metrics (PSNR, SSIM, rFID): the RAE's reconstructions of the reference images against
   those images (``update(generated=recon, reference=original)``);
-* generation metrics (gFID, IS, precision/recall): ``samples/samples.npz`` as ``generated``, the reference
-  images (ADM ``.npz`` ``arr_0``, an image folder, or the held-out split) as ``reference``.
+* generation metrics (gFID, IS, precision/recall): ``samples/samples.npz`` as ``generated``; metrics with an
+  empty ``reference`` setting also get the reference images (``stages.evaluate.reference``: ADM ``.npz``
+  ``arr_0`` or an image folder; else the held-out split) as ``reference``.
 
 Every rank handles a shard; mergeable metric states are reduced ("sum" all-reduced, "cat" gathered).
 """
@@ -42,6 +43,12 @@ def build_metric(session, name: str):
     if name in presets:
         return session.build("metric", presets[name].component, preset=name)
     return session.build("metric", name)
+
+
+def wants_reference_images(metric) -> bool:
+    """Whether a generation metric compares against reference images fed by the engine: it has a
+    ``reference`` setting left empty (FID, precision/recall); the Inception Score has none."""
+    return hasattr(metric.config, "reference") and metric.config.reference is None
 
 
 def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -105,7 +112,8 @@ def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, referenc
         if samples is None:
             raise ConfigError(f"metric '{name}' needs samples: run the sample stage first")
         _update_batches(metric, samples[context.rank::context.world_size], "generated", batch_size, context.device)
-        _update_batches(metric, shard, "reference", batch_size, context.device)
+        if wants_reference_images(metric):
+            _update_batches(metric, shard, "reference", batch_size, context.device)
     return reduce_metric(metric, context).compute()
 
 

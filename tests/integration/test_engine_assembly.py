@@ -41,7 +41,7 @@ stages:
   latent_stats: {batch_size: 256}
   train_denoiser: {steps: 3, batch_size: 16, checkpoint_every: 2}
   sample: {per_class: 1, batch_size: 10}
-  evaluate: {metrics: [psnr, fid-tiny, precision-recall-tiny]}
+  evaluate: {metrics: [psnr, fid-tiny, precision-recall-tiny, inception-score-tiny]}
 """
 
 
@@ -66,7 +66,7 @@ def test_every_stage_writes_its_outputs(finished_run):
         assert samples["arr_0"].dtype == np.uint8 and samples["arr_0"].shape == (10, 16, 16, 3)
         assert samples["arr_1"].dtype == np.int64 and samples["arr_1"].tolist() == list(range(10))
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["psnr"] > 0 and len(metrics) >= 4, metrics  # psnr, fid, precision, recall
+    assert metrics["psnr"] > 0 and len(metrics) >= 6, metrics  # psnr, fid, precision, recall, IS mean + std
     assert all(np.isfinite(value) for value in metrics.values())
     assert list((run / "tensorboard").iterdir())
 

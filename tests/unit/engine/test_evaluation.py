@@ -18,8 +18,9 @@ from rae_framework.errors import ConfigError
 class Recorder:
     """Records what the evaluation loop feeds it."""
 
-    def __init__(self, key=None, paired=None):
-        self.config = type("Config", (), {"key": key})()
+    def __init__(self, key=None, paired=None, reference=None, has_reference=True):
+        settings = {"key": key, **({"reference": reference} if has_reference else {})}
+        self.config = type("Config", (), settings)()
         if paired is not None:
             self.paired = paired
         self.reset()
@@ -49,6 +50,10 @@ def test_generation_metric_gets_all_samples_and_references():
     values = evaluate_metric("gfid", Recorder(key="gfid"), samples=samples, reference=reference, reconstruct=None,
                              batch_size=3, context=DistContext())
     assert values == {"n_generated": 7, "n_reference": 5}
+    for metric in (Recorder(key="gfid", reference="ref.npz"), Recorder(has_reference=False)):  # own set / IS
+        values = evaluate_metric("gfid", metric, samples=samples, reference=reference, reconstruct=None,
+                                 batch_size=3, context=DistContext())
+        assert values == {"n_generated": 7, "n_reference": 0}
     with pytest.raises(ConfigError, match="sample stage"):
         evaluate_metric("gfid", Recorder(key="gfid"), samples=None, reference=reference, reconstruct=None,
                         batch_size=3, context=DistContext())
