@@ -85,7 +85,9 @@ def _add_run(commands: Any) -> None:
         ("assembly", {"help": "assembly YAML file"}),
         ("--out", {"default": None, "metavar": "DIR", "help": "run directory (default: runs/<name>)"}),
         SET_OPTION,
-        ("--resume", {"action": "store_true", "help": "continue from the last checkpoints in --out"}),
+        ("--fresh", {"action": "store_true",
+                     "help": "start interrupted training stages from step 0 (their step checkpoints are moved "
+                             "aside); by default a run continues from the last checkpoints in --out"}),
         ("--stage", {"action": "append", "default": None, "dest": "stages", "metavar": "NAME",
                      "help": "run only this stage (repeatable)"}),
     ])
@@ -124,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     assembly = load_assembly(args.assembly, args.overrides, session=_session())
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
-    run_assembly(assembly, out_dir, resume=args.resume, stages=args.stages)
+    run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
     print(f"run '{assembly.name}' finished: {out_dir}")
     return EXIT_OK
 

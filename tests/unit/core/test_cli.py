@@ -69,9 +69,9 @@ def test_run_without_engine_or_with_failing_engine_exits_1(fake_cli, assembly_fi
         raise RuntimeError(f"boom {assembly.name} {out_dir.name} {resume} {stages}")
 
     monkeypatch.setattr(cli, "_engine_runner", lambda: failing_engine)
-    code = cli.main(["run", str(assembly_file), "--out", "x", "--resume", "--stage", "sample"])
+    code = cli.main(["run", str(assembly_file), "--out", "x", "--fresh", "--stage", "sample"])
     assert code == 1
-    assert "boom cli-run x True ['sample']" in capsys.readouterr().err
+    assert "boom cli-run x False ['sample']" in capsys.readouterr().err
 
 
 def test_unknown_stage_is_invalid_input_and_debug_works_after_the_command(fake_cli, assembly_file, capsys):
@@ -85,7 +85,7 @@ def test_run_hands_the_assembly_to_the_engine(fake_cli, assembly_file, monkeypat
     monkeypatch.setattr(cli, "_engine_runner", lambda: lambda *args, **kwargs: calls.append((args, kwargs)))
     assert cli.main(["run", str(assembly_file), "--out", str(tmp_path / "o"), "--set", "seed=9"]) == 0
     ((assembly, out_dir), kwargs), = calls
-    assert assembly.seed == 9 and out_dir == tmp_path / "o" and kwargs == {"resume": False, "stages": None}
+    assert assembly.seed == 9 and out_dir == tmp_path / "o" and kwargs == {"resume": True, "stages": None}
 
 
 def test_list_and_describe(fake_cli, capsys):
