@@ -156,7 +156,16 @@ class NoiseSchedule(Component, ABC):
         """
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         t = self.sample_time(x.shape[0], generator=generator, device=x.device).to(x.dtype)
-        prediction = denoiser(self.interpolate(x, noise, t), t, y)
+        return self.loss_at(denoiser, x, y, noise, t)
+
+    def loss_at(self, denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
+                t: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss ``(B,)`` with the draws given: ``noise (B, C, h, w)`` and times ``t (B,)``.
+
+        The squared error is taken in float32 (the prediction may come from bf16 autocast).
+        """
+        t = t.to(x.dtype)
+        prediction = denoiser(self.interpolate(x, noise, t), t, y)  # (B, C, h, w)
         error = (prediction.float() - self.velocity_target(x, noise).float()) ** 2
         return error.mean(dim=tuple(range(1, x.dim()))) * self.loss_weight(t)
 

@@ -13,9 +13,9 @@ import math
 import torch
 
 from rae_flow.configs import ShiftedFlowConfig
-from rae_framework.interfaces import Denoiser, NoiseSchedule
+from rae_framework.interfaces import NoiseSchedule
 
-__all__ = ["ShiftedFlow", "apply_shift", "flow_matching_loss", "inverse_shift", "shift_from_latent_shape",
+__all__ = ["ShiftedFlow", "apply_shift", "inverse_shift", "shift_from_latent_shape",
            "times_from_uniform"]
 
 
@@ -72,19 +72,6 @@ def times_from_uniform(u: torch.Tensor, config: ShiftedFlowConfig) -> torch.Tens
     return apply_shift(t, config.resolved_shift)
 
 
-def flow_matching_loss(denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
-                       t: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample loss ``(B,)``: mean over (C, h, w) of ``(denoiser(x_t, t, y) - (noise - x))^2`` times ``weight``.
-
-    ``x``, ``noise`` are ``(B, C, h, w)``; ``t`` is ``(B,)``; the squared error is taken in float32.
-    """
-    t_ = t.view(-1, *[1] * (x.dim() - 1))  # (B, 1, 1, 1)
-    x_t = t_ * noise + (1 - t_) * x  # (B, C, h, w)
-    error = (denoiser(x_t, t, y).float() - (noise - x).float()) ** 2
-    per_sample = error.mean(dim=tuple(range(1, x.dim())))  # (B,)
-    return per_sample if weight is None else per_sample * weight
-
-
 class ShiftedFlow(NoiseSchedule):
     """Linear flow path with shifted uniform or logit-normal training times and the shifted sampling grid."""
 
@@ -126,10 +113,3 @@ class ShiftedFlow(NoiseSchedule):
         z = (torch.logit(u) - self.config.logit_mean) / self.config.logit_std
         density = torch.exp(-0.5 * z**2) / (self.config.logit_std * math.sqrt(2 * math.pi) * u * (1 - u))
         return density.to(t.dtype)
-
-    def training_loss(self, denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-sample loss ``(B,)``; draws the noise ``(B, C, h, w)`` first, then the times (reference order)."""
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        t = self.sample_time(x.shape[0], generator=generator, device=x.device).to(x.dtype)
-        return flow_matching_loss(denoiser, x, y, noise, t, self.loss_weight(t))

@@ -80,14 +80,6 @@ def draw_step(schedule: NoiseSchedule, generator: torch.Generator, batch_size: i
     return StepDraws(noise, t, drop)
 
 
-def flow_matching_loss(schedule: NoiseSchedule, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Per-sample loss ``(B,)`` of :meth:`NoiseSchedule.training_loss`, with the draws given explicitly."""
-    prediction = model(schedule.interpolate(x, noise, t.to(x.dtype)), t.to(x.dtype), y)
-    error = (prediction.float() - schedule.velocity_target(x, noise).float()) ** 2
-    return error.mean(dim=tuple(range(1, x.dim()))) * schedule.loss_weight(t)
-
-
 @dataclass
 class Stage2State:
     """Everything stage 2 trains and checkpoints."""
@@ -157,7 +149,7 @@ def accumulate_gradients(train_model: nn.Module, schedule: NoiseSchedule, x: tor
     for index, start in enumerate(range(0, x.shape[0], micro)):
         rows = slice(start, start + micro)
         with no_sync(train_model, index < stage.grad_accumulation - 1), _autocast(stage, x.device):
-            losses = flow_matching_loss(schedule, train_model, x[rows], y[rows], draws.noise[rows], draws.t[rows])
+            losses = schedule.loss_at(train_model, x[rows], y[rows], draws.noise[rows], draws.t[rows])
         # DDP averages gradients over ranks: scale so the result is the global-batch mean.
         (losses.sum() * (context.world_size / stage.batch_size)).backward()
         total += losses.detach().sum()

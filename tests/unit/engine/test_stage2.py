@@ -9,7 +9,7 @@ import torch
 
 from rae_framework.engine.config import OptimizerConfig, TrainDenoiserStage
 from rae_framework.engine.logging import RunLogger
-from rae_framework.engine.stage2 import draw_step, flow_matching_loss, step_generator, train_denoiser
+from rae_framework.engine.stage2 import draw_step, step_generator, train_denoiser
 from rae_framework.errors import ConfigError, TrainingDivergedError
 
 from doubles import DenoiserDoubleConfig, LinearSchedule, TinyDenoiser
@@ -99,13 +99,13 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["step_00000002"]
 
 
-def test_flow_matching_loss_equals_the_schedule_training_loss():
+def test_loss_at_the_step_draws_equals_the_schedule_training_loss():
     torch.manual_seed(0)
     model, schedule = TinyDenoiser(DenoiserDoubleConfig(class_dropout_prob=0.0)).eval(), LinearSchedule()
     x, y = torch.randn(5, 4, 4, 4), torch.arange(5)
     expected = schedule.training_loss(model, x, y, generator=torch.Generator().manual_seed(7))
     draws = draw_step(schedule, torch.Generator().manual_seed(7), 5, (4, 4, 4), 0.0)
-    torch.testing.assert_close(flow_matching_loss(schedule, model, x, y, draws.noise, draws.t), expected)
+    torch.testing.assert_close(schedule.loss_at(model, x, y, draws.noise, draws.t), expected)
 
 
 def test_label_drops_are_seeded_and_need_a_null_row(tmp_path):

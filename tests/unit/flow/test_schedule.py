@@ -9,7 +9,7 @@ import torch
 from pydantic import ValidationError
 
 from rae_flow.configs import ShiftedFlowConfig
-from rae_flow.schedule import ShiftedFlow, apply_shift, flow_matching_loss, times_from_uniform
+from rae_flow.schedule import ShiftedFlow, apply_shift, times_from_uniform
 from rae_framework import Session
 from rae_framework.errors import ConfigError
 
@@ -88,12 +88,13 @@ class _Oracle(torch.nn.Module):
         return self.noise - self.x + 0.1 * (y.view(-1, 1, 1, 1) == 1)
 
 
-def test_flow_matching_loss_is_the_per_sample_mean_squared_error():
+def test_loss_at_is_the_per_sample_mean_squared_error_times_the_weight():
     x, noise, t = torch.randn(2, 3, 2, 2), torch.randn(2, 3, 2, 2), torch.tensor([0.3, 0.7])
-    loss = flow_matching_loss(_Oracle(x, noise), x, torch.tensor([0, 1]), noise, t)
+    loss = _schedule().loss_at(_Oracle(x, noise), x, torch.tensor([0, 1]), noise, t)
     torch.testing.assert_close(loss, torch.tensor([0.0, 0.01]))
-    weighted = flow_matching_loss(_Oracle(x, noise), x, torch.tensor([1, 1]), noise, t, torch.tensor([2.0, 3.0]))
-    torch.testing.assert_close(weighted, torch.tensor([0.02, 0.03]))
+    weighted_schedule = _schedule(loss_weighting="logit-normal")
+    weighted = weighted_schedule.loss_at(_Oracle(x, noise), x, torch.tensor([1, 1]), noise, t)
+    torch.testing.assert_close(weighted, 0.01 * weighted_schedule.loss_weight(t))
 
 
 def test_training_loss_draws_noise_then_times():
