@@ -85,7 +85,7 @@ def test_rerun_skips_every_finished_stage(run_dir):
 
 
 @pytest.mark.slow
-def test_classifier_check_reads_the_run(run_dir, capsys):
+def test_classifier_check_reads_the_run(run_dir):
     sys.path.insert(0, str(REPOSITORY / "examples" / "quickstart"))
     try:
         from classifier_check import check
