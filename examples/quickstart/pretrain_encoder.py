@@ -9,8 +9,8 @@ The encoder (``ViTMAEModel``, without the pixel decoder) is saved with ``save_pr
 the quickstart loads it through the ``mae`` encoder's ``weights`` parameter. Finally a linear probe on the
 held-out digits compares the frozen encoder's tokens with the raw pixels.
 
-Reproduce the shipped weights (3,000 steps; 1,125 s wall with one thread on a shared, heavily loaded
-2-core machine, linear probe 0.978 / 0.780 as in the README)::
+Reproduce the shipped weights bit for bit (3,000 steps, 213 s with one thread on an unloaded 2-core machine;
+linear probe 0.978 / 0.780 as in the README)::
 
     python examples/quickstart/pretrain_encoder.py --threads 1 --out examples/quickstart/encoder
 """
