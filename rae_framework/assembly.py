@@ -58,6 +58,9 @@ class ComponentEnvelope(BaseModel):
     name: str = Field(..., pattern=NAME_PATTERN.pattern, description="Registered component name, e.g. 'dit-dh'.")
     preset: str | None = Field(None, description="Preset (registry/*.yaml) whose params are merged under params.")
     params: dict[str, Any] = Field(default_factory=dict, description="Component parameters (its Config).")
+    checkpoint: str | None = Field(None, description="Trained weights to load after building: a safetensors "
+                                                     "state dict (e.g. a run's checkpoints/*_ema.safetensors). "
+                                                     "A run's own training stage output takes precedence.")
 
 
 class AssemblyEnvelope(BaseModel):
@@ -83,6 +86,7 @@ class ComponentSpec(BaseModel):
     name: str = Field(..., description="Registered component name.")
     preset: str | None = Field(None, description="Preset the params started from.")
     params: dict[str, Any] = Field(..., description="Every parameter of the validated Config (JSON values).")
+    checkpoint: str | None = Field(None, description="Safetensors state dict loaded after building.")
     config: Any = Field(None, exclude=True, repr=False, description="The validated Config object.")
 
 
@@ -121,7 +125,10 @@ class Assembly(BaseModel):
         spec = self.spec(role)
         session = session or self._session or Session()
         compat.ensure_torchvision_importable()
-        return session.build_from_config(session.registry.get(spec.kind, spec.name), spec.config)
+        component = session.build_from_config(session.registry.get(spec.kind, spec.name), spec.config)
+        if spec.checkpoint is not None:
+            load_checkpoint_into(component, spec.checkpoint, f"components.{role}.checkpoint")
+        return component
 
     def resolved(self) -> dict[str, Any]:
         """The resolved assembly as plain data (presets merged, derived values filled, defaults explicit)."""
@@ -265,7 +272,7 @@ def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session,
     if not derived:
         return None
     return ComponentSpec(kind=entry.kind, name=entry.name, preset=envelope.preset,
-                         params=config.model_dump(mode="json"), config=config)
+                         params=config.model_dump(mode="json"), checkpoint=envelope.checkpoint, config=config)
 
 
 def _lookup(role: str, envelope: ComponentEnvelope, session: Session, issues: _Issues) -> Entry | None:
@@ -412,3 +419,17 @@ def recipe_path(preset: Preset) -> Path:
     candidates = [relative, catalog_file.parent.parent / relative, Path.cwd() / relative]
     return next((candidate for candidate in candidates if candidate.is_file()), candidates[1])
 
+
+
+def load_checkpoint_into(component: Any, path: str, where: str) -> None:
+    """Load a safetensors state dict strictly into ``component``; a missing or mismatched file is a ConfigError."""
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{where}: {path} does not exist")
+    if not hasattr(component, "load_state_dict"):
+        raise ConfigError(f"{where}: {type(component).__name__} has no weights to load")
+    try:
+        component.load_state_dict(load_file(path), strict=True)
+    except RuntimeError as error:
+        raise ConfigError(f"{where}: {path} does not fit {type(component).__name__}: {error}") from None

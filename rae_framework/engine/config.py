@@ -98,9 +98,6 @@ class SampleStage(ComponentConfig):
     labels: Literal["equal", "random"] = Field("equal", description="How class labels are chosen.")
     batch_size: int = Field(100, gt=0, description="Samples per batch.")
     use_ema: bool = Field(True, description="Sample with the EMA weights.")
-    guide_weights: str | None = Field(None, description="Weights of the 'guide' denoiser (autoguidance): a "
-                                                        ".safetensors file or a train_denoiser checkpoint folder "
-                                                        "(its ema.safetensors is used).")
     grid_columns: int = Field(8, gt=0, description="Samples per class row in grid.png.")
     grid_max_classes: int = Field(16, gt=0, description="At most this many class rows in grid.png.")
 

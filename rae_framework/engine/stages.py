@@ -162,16 +162,14 @@ def run_train_denoiser(state: RunState, logger: RunLogger, *, resume: bool = Tru
                                DENOISER_EMA_FILE: module_tensors(result.ema.model)})
 
 
-def load_guide(state: RunState, path: str | None):
-    """The autoguidance guide denoiser with its weights (safetensors file or checkpoint folder)."""
-    guide = state.component("guide")
-    if path is None:
-        raise ConfigError("stages.sample.guide_weights: autoguidance needs the guide denoiser's weights")
-    file = Path(path) / "ema.safetensors" if Path(path).is_dir() else Path(path)
-    if not file.is_file():
-        raise ConfigError(f"stages.sample.guide_weights: {file} does not exist")
-    guide.load_state_dict(load_file(str(file)))
-    return guide.to(state.context.device).eval()
+def load_guide(state: RunState):
+    """The autoguidance guide denoiser, with the trained weights its ``checkpoint`` names."""
+    if not state.has("guide"):
+        raise ConfigError("components.guide: autoguidance needs a guide denoiser (role 'guide', kind denoiser)")
+    if state.assembly.spec("guide").checkpoint is None:
+        raise ConfigError("components.guide.checkpoint: autoguidance needs the guide denoiser's trained weights "
+                          "(e.g. an earlier or smaller run's checkpoints/denoiser_ema.safetensors)")
+    return state.component("guide").to(state.context.device).eval()
 
 
 def run_sample(state: RunState, logger: RunLogger, *, resume: bool = True) -> list[Path]:
@@ -182,10 +180,11 @@ def run_sample(state: RunState, logger: RunLogger, *, resume: bool = True) -> li
     weights = state.checkpoints / (DENOISER_EMA_FILE if stage.use_ema else DENOISER_FILE)
     if stage_enabled(state, "train_denoiser") and weights.is_file():
         denoiser.load_state_dict(load_file(str(weights)))
-    else:
-        logger.info(f"sample: no trained denoiser ({weights}); sampling with the denoiser's own weights")
+    elif state.assembly.spec("denoiser").checkpoint is None:
+        logger.info("sample: WARNING no trained denoiser (no train_denoiser stage output and no "
+                    "components.denoiser.checkpoint); sampling with untrained weights")
     guidance = state.optional("guidance")
-    guide = load_guide(state, stage.guide_weights) if getattr(guidance, "needs_guide", False) else None
+    guide = load_guide(state) if getattr(guidance, "needs_guide", False) else None
     rae = build_rae(state)
 
     def decode(latents: torch.Tensor) -> torch.Tensor:

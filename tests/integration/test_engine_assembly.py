@@ -138,23 +138,29 @@ def test_two_process_statistics_and_sampling_match_one_process(finished_run, tmp
 
 
 @pytest.mark.slow
-def test_autoguidance_uses_the_guide_weights_from_a_checkpoint(finished_run, tmp_path):
+def test_autoguidance_uses_the_guide_checkpoint(finished_run, tmp_path):
 
     folder, _ = finished_run
     run = tmp_path / "run"
     shutil.copytree(folder / "run", run)
-    guide_folder = sorted((run / "checkpoints" / "train_denoiser").glob("step_*"))[0]  # the less-trained model
+    online = run / "checkpoints" / "denoiser.safetensors"  # raw weights: another model than the EMA main one
+    final = run / "checkpoints" / "denoiser_ema.safetensors"  # the main model itself: guidance then cancels
     text = ASSEMBLY.replace("  guidance: {name: cfg, preset: cfg-tiny}", (
         "  guidance: {name: autoguidance, preset: autoguidance-tiny}\n"
-        "  guide: {kind: denoiser, name: dit-dh, preset: dit-dh-tiny, params: {in_channels: 32, input_size: 2}}"))
-    text = text.replace("sample: {per_class: 1, batch_size: 10}",
-                        f"sample: {{per_class: 1, batch_size: 10, guide_weights: '{guide_folder}'}}")
-    (tmp_path / "auto.yaml").write_text(text)
-    assembly = rae_framework.load_assembly(str(tmp_path / "auto.yaml"))
-    result = run_assembly(assembly, run, stages=["train_denoiser", "sample"])
-    assert result.skipped == ["train_denoiser"] and result.ran == ["sample"]
-    with np.load(run / "samples" / "samples.npz") as guided:
-        assert guided["arr_0"].shape == (10, 16, 16, 3)
-    (tmp_path / "bad.yaml").write_text(text.replace(str(guide_folder), str(tmp_path / "missing")))
-    with pytest.raises(rae_framework.ConfigError, match="guide_weights"):
+        "  guide: {kind: denoiser, name: dit-dh, preset: dit-dh-tiny, params: {in_channels: 32, input_size: 2},"
+        " checkpoint: 'GUIDE'}"))
+
+    def sample_with(guide: Path) -> np.ndarray:
+        (tmp_path / "auto.yaml").write_text(text.replace("GUIDE", str(guide)))
+        result = run_assembly(rae_framework.load_assembly(str(tmp_path / "auto.yaml")), run,
+                              stages=["train_denoiser", "sample"])
+        assert result.skipped == ["train_denoiser"] and result.ran == ["sample"]
+        with np.load(run / "samples" / "samples.npz") as guided:
+            return guided["arr_0"]
+
+    with_online, with_final = sample_with(online), sample_with(final)
+    assert with_online.shape == (10, 16, 16, 3)
+    assert not np.array_equal(with_online, with_final)  # the guide's weights change the samples
+    (tmp_path / "bad.yaml").write_text(text.replace("GUIDE", str(tmp_path / "missing.safetensors")))
+    with pytest.raises(rae_framework.ConfigError, match="components.guide.checkpoint"):
         run_assembly(rae_framework.load_assembly(str(tmp_path / "bad.yaml")), run, stages=["sample"])
