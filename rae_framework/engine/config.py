@@ -31,7 +31,10 @@ class OptimizerConfig(ComponentConfig):
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
-    decay: Literal["constant", "cosine", "linear"] = Field("constant", description="Decay after warm-up.")
+    hold_steps: int = Field(0, ge=0, description="Steps at the peak learning rate after warm-up, before the "
+                                                 "decay starts (the reference holds 2e-4 for 40 epochs).")
+    decay: Literal["constant", "cosine", "linear"] = Field("constant", description="Decay after warm-up "
+                                                                                  "and hold.")
     min_lr: float = Field(0.0, ge=0.0, description="Final learning rate of the decay.")
     grad_clip: float | None = Field(1.0, description="Max global gradient norm; None = no clipping.")
 

@@ -17,13 +17,14 @@ def build_optimizer(parameters, config: OptimizerConfig) -> torch.optim.AdamW:
 
 
 def lr_factor(step: int, config: OptimizerConfig, total_steps: int) -> float:
-    """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, then the decay."""
+    """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, hold, then the decay."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     floor = config.min_lr / config.lr
-    if config.decay == "constant":
+    decay_start = config.warmup_steps + config.hold_steps
+    if config.decay == "constant" or step < decay_start:
         return 1.0
-    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    progress = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
     if config.decay == "cosine":
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return floor + (1.0 - floor) * (1.0 - progress)
