@@ -60,7 +60,10 @@ class TrainDecoderStage(ComponentConfig):
     eval_images: int = Field(256, gt=0, description="Held-out images used for PSNR/SSIM during training.")
     gan_loss: Literal["hinge", "vanilla"] = Field("hinge", description="Discriminator loss.")
     max_adaptive_weight: float = Field(1e4, gt=0.0, description="Upper clamp of the adaptive GAN weight.")
-    diffaug: bool = Field(True, description="DiffAugment (color, translation, cutout) on discriminator inputs.")
+    diffaug: str = Field("color,translation,cutout", pattern=r"^(|(color|translation|cutout)(,(color|translation|"
+                                                            r"cutout))*)$",
+                         description="DiffAugment policy on discriminator inputs: comma-separated operations "
+                                     "applied in order ('' = off). The reference uses 'color,translation'.")
 
 
 class LatentStatsStage(ComponentConfig):

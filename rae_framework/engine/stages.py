@@ -88,7 +88,7 @@ def stage1_parts(state: RunState, stage) -> Stage1Parts:
         from rae_gan.configs import DiffAugmentConfig
         from rae_gan.diffaug import DiffAugment
 
-        parts.augment = DiffAugment(DiffAugmentConfig())
+        parts.augment = DiffAugment(DiffAugmentConfig(policy=stage.diffaug))
     registry = state.session.registry
     for name in ("psnr", "ssim"):
         if "metric" in registry.kinds and registry.contains("metric", name):

@@ -99,3 +99,21 @@ def test_nan_loss_stops_stage1_with_the_last_good_checkpoint(tmp_path):
                       out_dir=tmp_path, seed=0, logger=logger)
     logger.close()
     assert [path.name for path in (tmp_path / "c").iterdir()] == ["step_00000002"]
+
+
+def test_the_diffaug_policy_reaches_the_discriminator_augmentation():
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from rae_framework.engine.config import TrainDecoderStage
+    from rae_framework.engine.stages import stage1_parts
+    from rae_framework.registry import Registry
+
+    roles = {"discriminator": object(), "perceptual": None}
+    state = SimpleNamespace(optional=roles.get, session=SimpleNamespace(registry=Registry()))
+    parts = stage1_parts(state, TrainDecoderStage(diffaug="color,translation"))
+    assert parts.augment.config.policy == "color,translation"
+    assert stage1_parts(state, TrainDecoderStage(diffaug="")).augment is None  # '' = off
+    with pytest.raises(ValidationError):
+        TrainDecoderStage(diffaug="colour")
