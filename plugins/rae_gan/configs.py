@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from rae_framework.config import ComponentConfig
+from rae_framework.engine.config import DIFFAUG_POLICY_PATTERN
 
 
 class DinoDiscriminatorConfig(ComponentConfig):
@@ -55,8 +56,7 @@ class DinoDiscriminatorConfig(ComponentConfig):
 class DiffAugmentConfig(ComponentConfig):
     """Differentiable augmentation (Zhao et al. 2020) applied to real and fake images alike."""
 
-    policy: str = Field("color,translation,cutout", pattern=r"^(|(color|translation|cutout)(,(color|translation|"
-                                                            r"cutout))*)$",
+    policy: str = Field("color,translation,cutout", pattern=DIFFAUG_POLICY_PATTERN,
                         description="Comma-separated operations, applied in order.")
     prob: float = Field(1.0, ge=0, le=1, description="Probability that a batch is augmented at all.")
     translation_ratio: float = Field(0.125, ge=0, le=1, description="Max shift as a fraction of the image side.")

@@ -12,6 +12,10 @@ from pydantic import Field
 from rae_framework.config import ComponentConfig
 
 
+DIFFAUG_POLICY_PATTERN = r"^(|(color|translation|cutout)(,(color|translation|cutout))*)$"
+"""A DiffAugment policy: comma-separated operations ('' = none); shared with the augmentation's own Config."""
+
+
 class DataConfig(ComponentConfig):
     """Which images to train on."""
 
@@ -60,8 +64,7 @@ class TrainDecoderStage(ComponentConfig):
     eval_images: int = Field(256, gt=0, description="Held-out images used for PSNR/SSIM during training.")
     gan_loss: Literal["hinge", "vanilla"] = Field("hinge", description="Discriminator loss.")
     max_adaptive_weight: float = Field(1e4, gt=0.0, description="Upper clamp of the adaptive GAN weight.")
-    diffaug: str = Field("color,translation,cutout", pattern=r"^(|(color|translation|cutout)(,(color|translation|"
-                                                            r"cutout))*)$",
+    diffaug: str = Field("color,translation,cutout", pattern=DIFFAUG_POLICY_PATTERN,
                          description="DiffAugment policy on discriminator inputs: comma-separated operations "
                                      "applied in order ('' = off). The reference uses 'color,translation'.")
 
