@@ -91,15 +91,18 @@ def reduce_metric(metric, context: DistContext):
     return metric
 
 
-def _update_batches(metric, tensors: torch.Tensor, role: str, batch_size: int, device: torch.device) -> None:
+def _update_batches(metric, tensors: torch.Tensor, role: str, batch_size: int, device: torch.device,
+                    labels: torch.Tensor | None = None) -> None:
     for start in range(0, tensors.shape[0], batch_size):
-        metric.update(**{role: tensors[start:start + batch_size].to(device)})
+        extra = {} if labels is None else {"labels": labels[start:start + batch_size].to(device)}
+        metric.update(**{role: tensors[start:start + batch_size].to(device)}, **extra)
 
 
 def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, reference: torch.Tensor,
                     reconstruct: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int,
-                    context: DistContext) -> dict[str, float]:
-    """One metric over this rank's shards, reduced over ranks, computed."""
+                    context: DistContext, labels: torch.Tensor | None = None) -> dict[str, float]:
+    """One metric over this rank's shards, reduced over ranks, computed. Metrics with ``needs_labels`` (class
+    accuracy) also get the samples' ``labels`` ``(N,)``: ``update(generated=..., labels=...)``."""
     metric.reset()
     shard = reference[context.rank::context.world_size]
     if is_reconstruction_metric(name, metric):
@@ -111,7 +114,13 @@ def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, referenc
     else:
         if samples is None:
             raise ConfigError(f"metric '{name}' needs samples: run the sample stage first")
-        _update_batches(metric, samples[context.rank::context.world_size], "generated", batch_size, context.device)
+        wanted = None
+        if getattr(metric, "needs_labels", False):
+            if labels is None:
+                raise ConfigError(f"metric '{name}' needs the samples' labels (samples.npz arr_1)")
+            wanted = labels[context.rank::context.world_size]
+        _update_batches(metric, samples[context.rank::context.world_size], "generated", batch_size, context.device,
+                        wanted)
         if wants_reference_images(metric):
             _update_batches(metric, shard, "reference", batch_size, context.device)
     return reduce_metric(metric, context).compute()
@@ -123,6 +132,14 @@ def write_metrics(path: Path, results: dict[str, float]) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(json.dumps({**existing, **results}, indent=2, sort_keys=True) + "\n")
     os.replace(temp, path)
+
+
+def load_sample_labels(path: Path) -> torch.Tensor | None:
+    """``samples.npz``'s labels ``(N,)`` int64 (``arr_1``), or None when absent."""
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return torch.from_numpy(data["arr_1"].astype(np.int64)) if "arr_1" in data else None
 
 
 def load_samples(path: Path) -> torch.Tensor | None:

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from rae_framework.data.datasets import build_dataset
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.engine.checkpoints import module_tensors, save_weights
-from rae_framework.engine.evaluation import (build_metric, evaluate_metric, load_reference_images, load_samples,
-                                             write_metrics)
+from rae_framework.engine.evaluation import (build_metric, evaluate_metric, load_reference_images, load_sample_labels,
+                                             load_samples, write_metrics)
 from rae_framework.engine.latent_statistics_stage import STATISTICS_FILE, compute_latent_statistics
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.run_state import RunState, json_sha256
@@ -203,13 +203,15 @@ def run_evaluate(state: RunState, logger: RunLogger, *, resume: bool = True) -> 
     reference = (load_reference_images(stage.reference, state.assembly.data.image_size)
                  if stage.reference else holdout_images(state))
     samples = load_samples(state.out_dir / "samples" / "samples.npz")
+    labels = load_sample_labels(state.out_dir / "samples" / "samples.npz")
     needs_rae = state.has("encoder") and state.has("decoder")
     rae = build_rae(state) if needs_rae else None
     reconstruct_fn = (lambda images: reconstruct(rae, rae.decoder, images)) if rae is not None else None
     results: dict[str, float] = {}
     for name in stage.metrics:
         values = evaluate_metric(name, build_metric(state.session, name), samples=samples, reference=reference,
-                                 reconstruct=reconstruct_fn, batch_size=stage.batch_size, context=state.context)
+                                 reconstruct=reconstruct_fn, batch_size=stage.batch_size, context=state.context,
+                                 labels=labels)
         logger.info(f"evaluate: {name} = {values}")
         results.update(values)
     path = state.out_dir / "metrics.json"
