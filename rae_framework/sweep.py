@@ -225,13 +225,14 @@ def seeds_of(path: str, fixed: list[str], repeat: int, session) -> list[int]:
 
 
 def run_directories(folders: list[Path]) -> list[Path]:
-    """Run directories in ``folders``: a folder that has ``stages/`` itself, else its subfolders that have it."""
+    """Run directories (folders with ``stages/``) in ``folders``: a run itself, a sweep's parent or a parent of
+    sweeps (two levels down)."""
     runs = []
-    for folder in folders:
-        if not Path(folder).is_dir():
+    for folder in map(Path, folders):
+        if not folder.is_dir():
             raise ConfigError(f"--reuse {folder}: not a folder")
-        runs.extend([Path(folder)] if (Path(folder) / "stages").is_dir()
-                    else sorted(sub for sub in Path(folder).iterdir() if (sub / "stages").is_dir()))
+        for pattern in ("stages", "*/stages", "*/*/stages"):
+            runs.extend(sorted(path.parent for path in folder.glob(pattern) if path.is_dir()))
     return runs
 
 

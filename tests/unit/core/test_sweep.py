@@ -9,7 +9,7 @@ from PIL import Image
 
 from rae_framework.errors import ConfigError
 from rae_framework.sweep import (GridAxis, RunRow, chosen_metrics, expand, format_table, mean_std, parse_grid,
-                                 report, split_values, summarise)
+                                 report, run_directories, split_values, summarise)
 
 
 def test_values_split_at_top_level_commas_only():
@@ -81,3 +81,14 @@ def test_report_writes_csvs_and_a_plot(tmp_path):
     with Image.open(tmp_path / "sweep.png") as plot:
         assert plot.size == (720, 300)
         assert len(plot.getcolors(maxcolors=1 << 16) or []) > 2  # something was drawn
+
+
+def test_reuse_folders_yield_runs_one_or_two_levels_down(tmp_path):
+    for run in ("single", "sweep/a", "parent/sweep/b"):
+        (tmp_path / run / "stages").mkdir(parents=True)
+    (tmp_path / "sweep" / "not-a-run").mkdir()
+    assert run_directories([tmp_path / "single"]) == [tmp_path / "single"]
+    assert run_directories([tmp_path / "sweep"]) == [tmp_path / "sweep" / "a"]
+    assert run_directories([tmp_path / "parent"]) == [tmp_path / "parent" / "sweep" / "b"]
+    with pytest.raises(ConfigError, match="--reuse"):
+        run_directories([tmp_path / "missing"])
