@@ -411,7 +411,9 @@ class MetricContract(ComponentContract):
     def _measure(self, component: Any, size: int) -> dict[str, float]:
         component.reset()
         for seed in (0, 1):
-            component.update(generated=_images(4, size, seed), reference=_images(4, size, seed + 10))
+            # metrics that declare needs_labels (class accuracy) get the labels the samples were made for
+            labels = {"labels": torch.arange(4) + seed} if getattr(component, "needs_labels", False) else {}
+            component.update(generated=_images(4, size, seed), reference=_images(4, size, seed + 10), **labels)
         return component.compute()
 
     def test_compute_after_updates_and_reset(self, component: Any, config: ComponentConfig) -> None:
