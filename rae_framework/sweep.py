@@ -303,13 +303,19 @@ def summarise(rows: list[RunRow], metrics: list[str]) -> list[Summary]:
     return summaries
 
 
+def _cell(stat: tuple[float, float] | None, runs: int) -> str:
+    if stat is None:
+        return "-"
+    return f"{stat[0]:.4g}" if runs < 2 else f"{stat[0]:.4g} ± {stat[1]:.2g}"
+
+
 def format_table(summaries: list[Summary], metrics: list[str]) -> str:
-    """A Markdown table: setting, seeds, each metric as ``mean ± std``, mean wall time per run."""
+    """A Markdown table: setting, seeds, each metric as ``mean ± std`` (the mean alone for one seed), mean wall
+    time per run."""
     header = ["setting", "seeds", *metrics, "wall s/run"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for summary in summaries:
-        cells = [f"{summary.stats[key][0]:.4g} ± {summary.stats[key][1]:.2g}" if key in summary.stats else "-"
-                 for key in metrics]
+        cells = [_cell(summary.stats.get(key), summary.runs) for key in metrics]
         lines.append("| " + " | ".join([summary.setting, str(summary.runs), *cells, f"{summary.wall_s:.0f}"]) + " |")
     return "\n".join(lines)
 

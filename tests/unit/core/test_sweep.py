@@ -66,6 +66,7 @@ def test_mean_and_sample_std_over_seeds():
     assert [s.setting for s in summary] == ["x=1", "x=2"] and summary[1].stats["gfid@d"][0] == 5.0
     table = format_table(summary, ["gfid@d"])
     assert "| x=1 | 2 | 11 ± 1.4 | 60 |" in table
+    assert "| x=1 | 1 | 10 | 60 |" in format_table(summarise(_rows()[:1], ["gfid@d"]), ["gfid@d"])  # no std of one
 
 
 def test_report_writes_csvs_and_a_plot(tmp_path):
