@@ -11,7 +11,7 @@ Seeded; with ``--threads 1`` a rerun reproduces the weights bit for bit::
         --out plugins/rae_metrics/weights/digits_classifier.safetensors
 
 It prints the training loss, the accuracy on both splits and the floors of the metrics: the digits FID of real
-training digits (all, and class-balanced draws of 50 and 100 per class, the sizes of sample sets) against the
+training digits (all, and class-balanced draws of 30, 50 and 100 per class, sizes of sample sets) against the
 real held-out digits, and the class accuracy of the held-out digits.
 """
 
@@ -85,7 +85,7 @@ def accuracy(model: DigitsClassifier, images: torch.Tensor, labels: torch.Tensor
 def metric_floors(weights: Path, train: tuple[torch.Tensor, torch.Tensor],
                   holdout: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
     """The registered metrics on real digits, through the same path the evaluate stage uses: all training
-    digits, and class-balanced draws of the sizes samples have (50 and 100 per class, mean and std of 5)."""
+    digits, and class-balanced draws of the sizes samples have (30, 50, 100 per class, mean and std of 5)."""
     features = {"name": "digits-classifier", "params": {"weights": str(weights)}}
     fid = rae_framework.build("metric", "fid", {"key": "gfid", "features": features})
 
@@ -95,7 +95,7 @@ def metric_floors(weights: Path, train: tuple[torch.Tensor, torch.Tensor],
         return next(iter(fid.compute().values()))
 
     floors = {"gfid: all training digits": digits_fid(train[0])}
-    for per_class in (50, 100):
+    for per_class in (30, 50, 100):
         draws = torch.tensor([digits_fid(train[0][balanced_draw(train[1], per_class, seed)]) for seed in range(5)])
         floors[f"gfid: {per_class} training digits per class, mean of 5 draws"] = float(draws.mean())
         floors[f"gfid: {per_class} training digits per class, std of 5 draws"] = float(draws.std())
