@@ -23,7 +23,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from rae_framework.config import ComponentConfig
+from rae_framework.config import Component, ComponentConfig
+from rae_framework.stage import Stage
 
 __all__ = [
     "ComponentConfig",
@@ -46,17 +47,6 @@ __all__ = [
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``velocity(x_t (B, C, h, w), t (B,)) -> v (B, C, h, w)``; guidance is already folded in."""
-
-
-class Component:
-    """Mixin for every component: holds the validated config it was built from."""
-
-    Config: ClassVar[type[ComponentConfig]]
-
-    def __init__(self, config: ComponentConfig) -> None:
-        if not isinstance(config, self.Config):
-            raise TypeError(f"{type(self).__name__} expects {self.Config.__name__}, got {type(config).__name__}")
-        self.config = config
 
 
 class Encoder(Component, nn.Module, ABC):
@@ -272,16 +262,3 @@ class Augmentation(Component, ABC):
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(B, 3, H, W)`` -> augmented ``(B, 3, H, W)``; every random draw comes from ``generator``."""
 
-
-class Stage(Component, ABC):
-    """A step of a run (train the decoder, sample, ...), registered under kind ``stage``.
-
-    Built from its settings, a :class:`rae_framework.stage.StageConfig` whose class carries the stage's
-    :class:`rae_framework.stage.StageSpec`; the engine calls :meth:`run` on every rank of a run.
-    """
-
-    @abstractmethod
-    def run(self, run) -> None:
-        """Do the work of this stage for ``run`` (a :class:`rae_framework.engine.RunState`: the run directory,
-        the assembly's components, the distributed context, the logger, ``resume`` and the outputs of earlier
-        stages); rank 0 writes every file named in ``spec.outputs``."""
