@@ -127,8 +127,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     assembly = load_assembly(args.assembly, args.overrides, session=_session())
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
-    run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
-    print(f"run '{assembly.name}' finished: {out_dir}")
+    result = run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
+    print(f"run '{assembly.name}' finished: {out_dir} (ran: {', '.join(result.ran) or 'nothing'}; "
+          f"up to date: {', '.join(result.skipped) or 'nothing'})")
+    for name, path in result.outputs.items():
+        print(f"  {name}: {path}")
+    for name, value in sorted(result.metrics.items()):
+        print(f"  metric {name} = {value:.6g}")
     return EXIT_OK
 
 
