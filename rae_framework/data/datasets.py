@@ -98,9 +98,10 @@ def list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
-    """Class subfolders of images (ImageNet layout), PIL-decoded. Items ``(index, flip)`` and bare indices are
-    ADM centre crops to ``image_size``; items ``(index, flip, (fy, fx))`` the reference's stage-1 view, resized
-    to ``resize_to`` and randomly cropped (:func:`resize_random_crop`), when ``random_crop`` is set."""
+    """Class subfolders of images (ImageNet layout), PIL-decoded. Bare indices are ADM centre crops to
+    ``image_size``; planned items are ``(index, flip)`` centre crops or, when ``random_crop`` is set (and then
+    only), ``(index, flip, (fy, fx))``: the reference's stage-1 view, resized to ``resize_to`` and randomly
+    cropped (:func:`resize_random_crop`)."""
 
     def __init__(self, root: str | Path, image_size: int, indices: np.ndarray | None = None, *,
                  random_crop: bool = False, resize_to: int | None = None) -> None:
@@ -120,6 +121,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         index, flip, crop = (tuple(item) + (None,))[:3] if isinstance(item, tuple) else (item, False, None)
         if crop is not None and not self.random_crop:
             raise ValueError("a crop was planned for a dataset without random crops")
+        if crop is None and self.random_crop and isinstance(item, tuple):
+            raise ValueError("this dataset trains on random crops: plan them with BatchPlan(crop=True); "
+                             "a bare index gives the centre crop for statistics and evaluation")
         with Image.open(self.files[index]) as image:
             image = image.convert("RGB")
             view = (center_crop_arr(image, self.image_size) if crop is None

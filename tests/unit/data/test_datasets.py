@@ -131,7 +131,9 @@ def test_image_folder_random_crop_items(tmp_path):
     assert torch.equal(image, torch.from_numpy(np.array(expected)).permute(2, 0, 1).float() / 255)
     flipped, _ = dataset[(0, True, (0.0, 0.0))]
     assert torch.equal(flipped, image.flip(-1))
-    assert torch.equal(dataset[0][0], dataset[(0, False)][0])  # bare index / no crop: the ADM centre crop
+    assert torch.equal(dataset[0][0], ImageFolderDataset(tmp_path, 16)[(0, False)][0])  # bare index: centre crop
+    with pytest.raises(ValueError, match="BatchPlan"):  # a training plan without crops would silently centre-crop
+        dataset[(0, False)]
     with pytest.raises(ValueError, match="without random crops"):
         ImageFolderDataset(tmp_path, 16)[(0, False, (0.5, 0.5))]
     assert ImageFolderDataset(tmp_path, 256).resize_to == 384 and ImageFolderDataset(tmp_path, 512).resize_to == 768
