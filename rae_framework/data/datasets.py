@@ -61,6 +61,7 @@ class DigitsDataset(torch.utils.data.Dataset):
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), upsampled to ``image_size``, RGB."""
 
     num_classes = 10
+    random_crop = False  # items are (index, flip): no crops to plan
 
     def __init__(self, image_size: int, indices: np.ndarray | None = None) -> None:
         from sklearn.datasets import load_digits
@@ -161,14 +162,17 @@ def _require_root(config: DataConfig) -> str:
 
 
 def build_dataset(config: DataConfig, split: str = "train") -> DigitsDataset | ImageFolderDataset:
-    """The ``train`` or ``holdout`` split of the configured source."""
+    """The ``train`` or ``holdout`` split of the configured source; the train split of a folder trains on
+    random crops when ``train_transform`` is 'resize-random-crop' (plan them: ``BatchPlan(crop=True)``)."""
     if split not in ("train", "holdout"):
         raise ConfigError(f"Unknown split {split!r}: expected 'train' or 'holdout'")
     train, holdout = split_indices(dataset_size(config), config.holdout_fraction)
     indices = train if split == "train" else holdout
     if config.source == "digits":
         return DigitsDataset(config.image_size, indices)
-    return ImageFolderDataset(_require_root(config), config.image_size, indices)
+    random_crop = split == "train" and config.train_transform == "resize-random-crop"
+    return ImageFolderDataset(_require_root(config), config.image_size, indices, random_crop=random_crop,
+                              resize_to=config.resize_to)
 
 
 @dataclass

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rae_framework.data.datasets import BatchPlan, ImageFolderDataset, build_dataset, center_crop_arr
+from rae_framework.data.datasets import (BatchPlan, ImageFolderDataset, build_dataset, center_crop_arr,
+                                         resize_random_crop)
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import ConfigError
@@ -95,7 +96,6 @@ def test_latent_cache_stores_flips_and_reads_batches(tmp_path):
 def test_resize_random_crop_equals_torchvision_resize_then_crop(tmp_path):
     """The reference's stage-1 view (src/train_stage1.py:258-265): Resize(384, BICUBIC) + RandomCrop(256)."""
     from rae_framework.compat import ensure_torchvision_importable
-    from rae_framework.data.datasets import resize_random_crop
 
     ensure_torchvision_importable()
     from torchvision.transforms import InterpolationMode
@@ -137,3 +137,27 @@ def test_image_folder_random_crop_items(tmp_path):
     with pytest.raises(ValueError, match="without random crops"):
         ImageFolderDataset(tmp_path, 16)[(0, False, (0.5, 0.5))]
     assert ImageFolderDataset(tmp_path, 256).resize_to == 384 and ImageFolderDataset(tmp_path, 512).resize_to == 768
+
+
+def test_data_setting_random_crop_trains_on_planned_crops_and_evaluates_on_centre_crops(tmp_path):
+    from rae_framework.data.datasets import PlannedBatches, batch_loader
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for index in range(3):
+            array = np.random.default_rng(index).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+            Image.fromarray(array).save(tmp_path / label / f"{index}.png")
+    config = DataConfig(source="folder", root=str(tmp_path), image_size=16, holdout_fraction=0.34,
+                        train_transform="resize-random-crop")
+    train, holdout = build_dataset(config, "train"), build_dataset(config, "holdout")
+    assert train.random_crop and train.resize_to == 24 and not holdout.random_crop
+    plan = BatchPlan(len(train), seed=0, flip=False, crop=train.random_crop)
+    (images, _), = list(batch_loader(train, PlannedBatches(plan, len(train), 0, 1)))
+    index, _, crop = plan.batch(0, len(train))[0]
+    with Image.open(train.files[index]) as image:
+        expected = np.asarray(resize_random_crop(image.convert("RGB"), 16, 24, crop))
+    assert torch.equal(images[0], torch.from_numpy(expected.copy()).permute(2, 0, 1).float() / 255)
+    with pytest.raises(ValueError, match="needs source 'folder'"):
+        DataConfig(source="digits", train_transform="resize-random-crop")
+    with pytest.raises(ValueError, match="smaller than image_size"):
+        DataConfig(source="folder", image_size=256, resize_to=200, train_transform="resize-random-crop")
