@@ -254,8 +254,10 @@ class Metric(Component, ABC):
         paired = getattr(self, "paired", None)
         if not isinstance(paired, bool):
             raise TypeError(f"{type(self).__name__}.paired must be declared as a bool, got {paired!r}")
-        unknown = {name: how for name, how in getattr(self, "state_reductions", {None: None}).items()
-                   if how not in ("sum", "cat")}
+        reductions = getattr(self, "state_reductions", None)
+        if not isinstance(reductions, Mapping):
+            raise TypeError(f"{type(self).__name__} must declare state_reductions: state name -> 'sum' | 'cat'")
+        unknown = {name: how for name, how in reductions.items() if how not in ("sum", "cat")}
         if unknown:
             raise TypeError(f"{type(self).__name__}.state_reductions: use 'sum' or 'cat', got {unknown}")
 

@@ -93,8 +93,9 @@ class FeatureMetric(MergeableState, Metric):
 
     @property
     def wants_reference_images(self) -> bool:
-        """Reference images are fed by the caller unless the config names a reference set of its own."""
-        return getattr(self.config, "reference", None) is None
+        """Metrics with a ``reference`` setting (FID, sFID, precision/recall) compare with reference images fed
+        by the caller unless the setting names a reference set of their own; the Inception Score has none."""
+        return "reference" in type(self.config).model_fields and self.config.reference is None
 
     def key(self, name: str) -> str:
         """``name`` labelled with the extractor when its numbers are non-standard."""

@@ -135,7 +135,8 @@ def test_quantisation_modes():
 def test_generation_metrics_are_not_paired(session):
     for name in ("fid-tiny", "sfid-tiny", "inception-score-tiny", "precision-recall-tiny"):
         preset = session.presets.get("metric", name)
-        assert session.build("metric", preset.component, preset=name).paired is False, name
+        metric = session.build("metric", preset.component, preset=name)
+        assert metric.paired is False and metric.wants_reference_images == (name != "inception-score-tiny"), name
     for name in ("psnr", "ssim", "rfid-tiny"):
         preset = session.presets.get("metric", name)
         assert session.build("metric", preset.component, preset=name).paired is True, name
