@@ -251,7 +251,8 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
         logger.info(f"train_decoder: resumed from step {state.step}")
     state.decoder = wrap_model(state.decoder, context)
     rae.decoder = state.decoder
-    sampler = PlannedBatches(BatchPlan(len(dataset), seed, flips), stage.batch_size, state.step, stage.steps,
+    plan = BatchPlan(len(dataset), seed, flips, crop=dataset.random_crop)  # crops: data.train_transform
+    sampler = PlannedBatches(plan, stage.batch_size, state.step, stage.steps,
                              context.rank, context.world_size)
     bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
     for images, _ in batch_loader(dataset, sampler, num_workers):
