@@ -39,10 +39,14 @@ class SourceMap:
     lines: dict[PathKey, int] = field(default_factory=dict)
     overrides: dict[PathKey, str] = field(default_factory=dict)  # path -> "--set a.b=1"
 
-    def locate(self, path: PathKey) -> str:
+    def locate(self, path: PathKey, *, within: bool = False) -> str:
         """Where ``path`` was written: the ``--set`` that replaced it or one of its parents, else the
-        ``file:line`` of its longest prefix written in the file."""
+        ``file:line`` of its longest prefix written in the file. ``within``: the ``--set`` overrides below
+        ``path`` come first (for an error about ``path`` as a whole, e.g. a model validator's)."""
         prefixes = [tuple(path[:length]) for length in range(len(path), -1, -1)]
+        below = [where for key, where in self.overrides.items() if within and key[:len(path)] == tuple(path)]
+        if below:
+            return ", ".join(below)
         for prefix in prefixes:
             if prefix in self.overrides:
                 return self.overrides[prefix]
