@@ -178,10 +178,12 @@ _SIZE_WORDS = {"tiny": 192, "small": 384, "medium": 512, "base": 768, "large": 1
                "so400m": 1152, "giant": 1536}
 
 
-def _from_name(pattern: str, name: str, what: str) -> int:
+def _from_name(pattern: str, name: str, field: str, kwarg: str) -> int:
+    """A size read from a timm model name; ``field``/``kwarg``: the settings that give it explicitly."""
     match = re.search(pattern, name)
     if match is None:
-        raise ValueError(f"cannot derive {what} from model name '{name}'; set it explicitly")
+        raise ValueError(f"cannot derive '{field}' from model name '{name}'; set '{field}' (or "
+                         f"model_kwargs.{kwarg})")
     return int(_SIZE_WORDS.get(match.group(1), match.group(1)))
 
 
@@ -208,14 +210,14 @@ class TimmEncoderConfig(EncoderConfig):
         if self.dim is not None:
             return self.dim
         return int(self.model_kwargs.get("embed_dim") or _from_name(r"_(tiny|small|medium|base|large|huge|giant"
-                                                                    r"|so400m)", self.model_name, "token_dim"))
+                                                                    r"|so400m)", self.model_name, "dim", "embed_dim"))
 
     @property
     def patch_size(self) -> int:
         """Encoder patch side."""
         if self.patch is not None:
             return self.patch
-        return int(self.model_kwargs.get("patch_size") or _from_name(r"patch(\d+)", self.model_name, "patch"))
+        return int(self.model_kwargs.get("patch_size") or _from_name(r"patch(\d+)", self.model_name, "patch", "patch_size"))
 
 
 class OpenClipEncoderConfig(EncoderConfig):
