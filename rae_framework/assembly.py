@@ -182,7 +182,8 @@ class _Issues:
         """One pydantic error: a misspelled key gets a suggestion, a model validator's error no value dump."""
         loc, message = tuple(item["loc"]), item["msg"]
         if item["type"] == "extra_forbidden" and loc:
-            message += did_you_mean(str(loc[-1]), fields_at(model, loc[:-1]))
+            suggestion = did_you_mean(str(loc[-1]), fields_at(model, loc[:-1]))
+            message += f".{suggestion}" if suggestion else ""
         at_model = item["type"] in ("value_error", "assertion_error") and bool(fields_at(model, loc))  # its validator
         self.add((*prefix, *loc), message, item.get("input"),
                  show_value=item["type"] != "missing" and not at_model, within=at_model)

@@ -127,7 +127,7 @@ def test_misspelled_keys_get_a_suggestion(tmp_path):
     text = BASE.replace("steps: 10", "stpes: 10").replace("num_layers: 4", "num_layer: 4").replace(
         "components:", "components:\n  sampler2: {kind: sampler, nme: euler}")
     found = issues(tmp_path, text)
-    assert "Did you mean 'steps'?" in found["stages.train_denoiser.stpes"].message
+    assert found["stages.train_denoiser.stpes"].message == "Extra inputs are not permitted. Did you mean 'steps'?"
     assert "Did you mean 'num_layers'?" in found["components.decoder.params.num_layer"].message
     assert "Did you mean 'name'?" in found["components.sampler2.nme"].message
     assert "Did you mean 'components'?" in issues(tmp_path, BASE.replace("components:", "componets:"))["componets"].message
