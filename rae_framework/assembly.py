@@ -26,7 +26,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from rae_framework import assembly_checks
-
 from rae_framework.config import AutoencoderConfig
 from rae_framework.engine.config import DataConfig, StagesConfig
 from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
@@ -173,12 +172,13 @@ class _Issues:
         path = tuple(str(part) for part in path)
         self.warnings.append(f"{self.source_map.locate(path)}: {'.'.join(path)}: {message}")
 
-    def add_validation(self, prefix: PathKey, error: ValidationError, model: type[BaseModel]) -> None:
-        """pydantic's errors of ``model`` validated at ``prefix``."""
+    def add_validation(self, prefix: PathKey, error: ValidationError, model: type[BaseModel] | None = None) -> None:
+        """pydantic's errors of ``model`` validated at ``prefix`` (the model lets misspelled keys get a
+        suggestion)."""
         for item in error.errors():
             self.add_error_item(prefix, item, model)
 
-    def add_error_item(self, prefix: PathKey, item: Any, model: type[BaseModel]) -> None:
+    def add_error_item(self, prefix: PathKey, item: Any, model: type[BaseModel] | None) -> None:
         """One pydantic error: a misspelled key gets a suggestion, a model validator's error no value dump."""
         loc, message = tuple(item["loc"]), item["msg"]
         if item["type"] == "extra_forbidden" and loc:

@@ -137,10 +137,10 @@ def _check_size(root: yaml.Node, origin: str) -> None:
                           "hundred")
 
 
-def _check_duplicates(node: yaml.Node, origin: str, path: PathKey = ()) -> None:
+def _check_duplicates(root: yaml.Node, origin: str) -> None:
     """Every key of every mapping is written once (merge keys ``<<`` may be overridden, as YAML intends)."""
     issues: list[ConfigIssue] = []
-    _find_duplicates(node, path, origin, issues)
+    _find_duplicates(root, (), origin, issues)
     if issues:
         raise AssemblyError(origin, issues)
 

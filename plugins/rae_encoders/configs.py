@@ -217,7 +217,8 @@ class TimmEncoderConfig(EncoderConfig):
         """Encoder patch side."""
         if self.patch is not None:
             return self.patch
-        return int(self.model_kwargs.get("patch_size") or _from_name(r"patch(\d+)", self.model_name, "patch", "patch_size"))
+        return int(self.model_kwargs.get("patch_size")
+                   or _from_name(r"patch(\d+)", self.model_name, "patch", "patch_size"))
 
 
 class OpenClipEncoderConfig(EncoderConfig):

@@ -131,7 +131,8 @@ def test_unknown_component_names_the_available_ones_and_their_plugin(tmp_path, s
 
 
 def test_a_presets_derived_value_yields_to_the_encoder(tmp_path, session):
-    assembly = load_assembly(write(tmp_path, GOOD.replace("preset: fake-wide", "preset: fake-bad-dim")), session=session)
+    text = GOOD.replace("preset: fake-wide", "preset: fake-bad-dim")
+    assembly = load_assembly(write(tmp_path, text), session=session)
     assert assembly.components["decoder"].params["token_dim"] == 12  # the preset says 5, made for another encoder
 
 

@@ -66,7 +66,8 @@ def test_label_dropout_and_cfg_need_the_null_class_row(tmp_path):
     found = issues(tmp_path, overrides=["components.denoiser.params.class_dropout_prob=0"])
     assert "no null-class row" in found["stages.train_denoiser.class_dropout"].message
     assert "evaluates the null (unconditional) label" in found["components.guidance"].message
-    load(tmp_path, overrides=["components.denoiser.params.class_dropout_prob=0", "stages.train_denoiser.class_dropout=0",
+    load(tmp_path, overrides=["components.denoiser.params.class_dropout_prob=0",
+                              "stages.train_denoiser.class_dropout=0",
                               "components.guidance.params.scale=1"])  # nothing drops or guides: fine
 
 
@@ -119,7 +120,8 @@ def test_input_size_not_divisible_by_the_patch_points_at_the_override(tmp_path):
     issue = issues(tmp_path, overrides=[override])["components.denoiser.params"]
     assert issue.location == f"--set {override}"
     assert "input_size 4 is not divisible by patch_size 3" in issue.message and "got" not in str(issue)
-    issue = issues(tmp_path, BASE.replace("num_classes: 10}", "num_classes: 10, patch_size: 3}"))["components.denoiser.params"]
+    text = BASE.replace("num_classes: 10}", "num_classes: 10, patch_size: 3}")
+    issue = issues(tmp_path, text)["components.denoiser.params"]
     assert issue.location.endswith("a.yaml:15")  # the params line
 
 
@@ -127,16 +129,18 @@ def test_misspelled_keys_get_a_suggestion(tmp_path):
     text = BASE.replace("steps: 10", "stpes: 10").replace("num_layers: 4", "num_layer: 4").replace(
         "components:", "components:\n  sampler2: {kind: sampler, nme: euler}")
     found = issues(tmp_path, text)
-    assert found["stages.train_denoiser.stpes"].message == "Extra inputs are not permitted. Did you mean 'steps'?"
+    assert found["stages.train_denoiser.stpes"].message == ("Extra inputs are not permitted. "
+                                                            "Did you mean 'steps'?")
     assert "Did you mean 'num_layers'?" in found["components.decoder.params.num_layer"].message
     assert "Did you mean 'name'?" in found["components.sampler2.nme"].message
-    assert "Did you mean 'components'?" in issues(tmp_path, BASE.replace("components:", "componets:"))["componets"].message
+    misspelled = issues(tmp_path, BASE.replace("components:", "componets:"))
+    assert "Did you mean 'components'?" in misspelled["componets"].message
 
 
 def test_a_presets_latent_values_yield_to_the_encoder(tmp_path):
     text = BASE.replace("name: dit-dh\n", "name: dit-dh\n    preset: dit-dh-xl\n")
     assembly = load(tmp_path, text)  # dit-dh-xl was written for DINOv2-B: 768 channels, 16 x 16
-    assert (assembly.components["denoiser"].params["in_channels"], assembly.components["denoiser"].params["input_size"]) \
-        == (64, 4)
+    params = assembly.components["denoiser"].params
+    assert (params["in_channels"], params["input_size"]) == (64, 4)
     found = issues(tmp_path, overrides=["components.denoiser.params.in_channels=768"])
     assert "contradicts the encoder's latent shape" in found["components.denoiser.params.in_channels"].message

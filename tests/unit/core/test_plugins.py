@@ -116,7 +116,8 @@ def test_a_failing_plugin_leaves_its_new_kind_out_too():
         registrar.add("widget", "w", factory="core_fakes:FakeComponent", config="core_fakes:FakeSamplerConfig")
         registrar.add("widget", "W!", factory="core_fakes:FakeComponent", config="core_fakes:FakeSamplerConfig")
 
-    session = Session(entry_points=False, plugins=[("widgets", plugin_module(rae_register_components=rae_register_components))])
+    widgets = plugin_module(rae_register_components=rae_register_components)
+    session = Session(entry_points=False, plugins=[("widgets", widgets)])
     assert session.plugin_manager.failures() and "widget" not in session.registry.kinds
 
 

@@ -34,7 +34,8 @@ def test_the_schema_is_valid_json_schema():
 @pytest.mark.parametrize("path", ASSEMBLIES, ids=[str(p.relative_to(REPOSITORY)) for p in ASSEMBLIES])
 def test_every_example_and_recipe_conforms(path):
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    errors = [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in VALIDATOR.iter_errors(document)]
+    errors = [f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+              for error in VALIDATOR.iter_errors(document)]
     assert errors == []
 
 
