@@ -4,6 +4,10 @@ A plugin that fails to import, implements an unknown hook, raises while register
 that is already taken is *reported* (see :attr:`PluginManager.reports`) and skipped, so one broken plugin
 never takes the host down. ``RAE_STRICT_PLUGINS=1`` turns any such failure into a :class:`PluginLoadError`;
 ``RAE_DISABLE_PLUGINS=a,b`` skips the named plugins (entry-point names).
+
+Registration is all-or-nothing: a plugin's kinds and components are staged and enter the registry together
+only if every one is valid and untaken (:meth:`Registry.add_all`). :meth:`PluginManager.check_references`
+resolves the lazy ``module:attr`` references of the loaded plugins (``rae plugins [--check]``).
 """
 
 from __future__ import annotations
