@@ -246,8 +246,7 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     components = _resolve_components(_component_envelopes(data), session, issues, encoder_declared)
     if envelope is not None:
         _check_stages(envelope, roles, components, session, issues)
-        assembly_checks.check_all(components, envelope.data, envelope.autoencoder, envelope.stages,
-                                  data_written="data" in data, issues=issues)
+        assembly_checks.check_all(components, envelope.data, envelope.autoencoder, envelope.stages, issues)
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
                         autoencoder=envelope.autoencoder, data=envelope.data, stages=envelope.stages,

@@ -8,7 +8,8 @@ its Config, never through its name:
 * a guidance Config with ``needs_guide = True`` needs a ``guide`` role; one with ``needs_null_label = True``
   (classifier-free guidance) evaluates the null label, which a denoiser has only when its
   ``class_dropout_prob`` is above 0;
-* a decoder Config's ``image_size`` must be ``data.image_size``; a denoiser's ``num_classes`` the dataset's;
+* a decoder Config's ``image_size`` must be ``data.image_size`` when a stage compares reconstructions with
+  the data (train_decoder, evaluate); a trained denoiser's ``num_classes`` must be the dataset's;
 * a ``checkpoint``, a local ``weights`` path, ``data.root`` and ``autoencoder.statistics`` should exist. A
   missing path is a warning, not an error: a recipe may be validated before the runs that write its
   inputs, or on another machine than the one it runs on.
@@ -26,7 +27,7 @@ from rae_framework.config import AutoencoderConfig
 from rae_framework.engine.config import DataConfig
 
 DIGITS_CLASSES = 10
-DATA_STAGES = ("train_decoder", "latent_stats", "train_denoiser", "evaluate")  # the stages that read data
+RECONSTRUCTING_STAGES = ("train_decoder", "evaluate")  # compare decoded images with the data's
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", ".pkl", ".json")
 
 
@@ -41,12 +42,15 @@ class Issues(Protocol):
 
 
 def check_all(components: dict[str, Any], data: DataConfig, autoencoder: AutoencoderConfig, stages: Any,
-              data_written: bool, issues: Issues) -> None:
-    """Every cross-component check (``components``: role -> resolved spec with ``.config``)."""
+              issues: Issues) -> None:
+    """Every cross-component check (``components``: role -> resolved spec with ``.config``); the data checks
+    only where an enabled stage depends on them."""
     check_guidance(components, issues)
-    check_label_dropout(components, getattr(stages, "train_denoiser", None), issues)
-    if data_written or any(_enabled(getattr(stages, stage, None)) for stage in DATA_STAGES):
+    train_denoiser = getattr(stages, "train_denoiser", None)
+    check_label_dropout(components, train_denoiser, issues)
+    if any(_enabled(getattr(stages, stage, None)) for stage in RECONSTRUCTING_STAGES):
         check_image_size(components, data, issues)
+    if _enabled(train_denoiser):  # it learns the data's labels
         check_num_classes(components, data, issues)
     check_paths(components, data, autoencoder, issues)
 

@@ -72,13 +72,16 @@ def test_label_dropout_and_cfg_need_the_null_class_row(tmp_path):
 
 
 def test_decoder_output_must_be_the_data_image_size(tmp_path):
-    found = issues(tmp_path, overrides=["data.image_size=64"])
+    assert load(tmp_path, overrides=["data.image_size=64"])  # only training the denoiser: no reconstructions
+    found = issues(tmp_path, overrides=["data.image_size=64", "stages.evaluate.metrics=[psnr]"])
     issue = found["components.decoder.params.patch_size"]
     assert "outputs 32 px images (4 tokens per side x patch_size 8) but data.image_size is 64" in issue.message
     assert "patch_size 16 would give 64" in issue.message
 
 
-def test_num_classes_must_match_the_data(tmp_path):
+def test_num_classes_must_match_the_data_the_denoiser_learns(tmp_path):
+    untrained = ["components.denoiser.params.num_classes=1000", "stages.train_denoiser.enabled=false"]
+    assert load(tmp_path, overrides=untrained)  # a denoiser trained elsewhere keeps its classes
     found = issues(tmp_path, overrides=["components.denoiser.params.num_classes=1000"])
     assert found["components.denoiser.params.num_classes"].message == "the digits has 10 classes; set num_classes: 10"
     root = tmp_path / "images"
