@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rae_framework.config import AutoencoderConfig
-from rae_framework.engine.config import DataConfig
+if TYPE_CHECKING:  # the settings models are only read here, whichever module owns them
+    from rae_framework.config import AutoencoderConfig
+    from rae_framework.engine.config import DataConfig
 
 DIGITS_CLASSES = 10
 RECONSTRUCTING_STAGES = ("train_decoder", "evaluate")  # compare decoded images with the data's
