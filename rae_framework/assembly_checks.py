@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the settings models are only read here, whichever module owns them
     from rae_framework.config import AutoencoderConfig
-    from rae_framework.engine.config import DataConfig
+    from rae_framework.data.config import DataConfig
 
 DIGITS_CLASSES = 10
 RECONSTRUCTING_STAGES = ("train_decoder", "evaluate")  # compare decoded images with the data's
