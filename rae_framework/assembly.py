@@ -6,7 +6,11 @@
    and the ``autoencoder``, ``data`` and ``stages`` sections with their own models.
 3. Each component is resolved through the session's registry and presets, derived values are filled in
    (the latent shape from the encoder's Config), and the params are validated by the component's Config.
-4. Cross-component rules: consistent derived values, the roles each enabled stage needs, known metrics.
+4. The ``stages`` section: each key names a registered stage (kind ``stage``) whose Config validates its
+   settings; then the rules the stages' specs imply (the roles each enabled stage needs) and each stage's
+   own cross-checks (known metric names, ...).
+5. What a run would hit later (:mod:`rae_framework.assembly_checks`): guidance roles, the null label, image
+   size, class count, missing paths.
 
 Every problem of every stage is collected and raised together as one :class:`AssemblyError`, each with
 ``file:line``, the dotted path and the offending value. Nothing here imports torch or a component's class;
@@ -15,30 +19,25 @@ YAML can only name registered components, never an import path.
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from rae_framework.config import AutoencoderConfig
-from rae_framework.engine.config import DataConfig, StagesConfig
+from rae_framework import assembly_checks
+from rae_framework.config import AutoencoderConfig, latent_shape_of
+from rae_framework.data.config import DataConfig
 from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
 from rae_framework.presets import Preset
-from rae_framework.registry import NAME_PATTERN, Entry
+from rae_framework.registry import NAME_PATTERN, Entry, did_you_mean
 from rae_framework.session import Session
+from rae_framework.stage import STAGE_KIND, StageCheckContext, StageConfig, Stages
 from rae_framework.yaml_lines import PathKey, SourceMap, apply_override, load_yaml_file, parse_override
 
 RECIPE_KIND = "recipe"  # pseudo-kind of registry/recipes.yaml: presets that point at assembly files
-
-# The roles each enabled stage needs, checked before any run (the engine builds the whole RAE, encoder and
-# decoder, for every stage that encodes or decodes).
-STAGE_ROLES: dict[str, tuple[str, ...]] = {
-    "train_decoder": ("encoder", "decoder"),
-    "latent_stats": ("encoder", "decoder"),
-    "train_denoiser": ("encoder", "decoder", "denoiser", "schedule"),
-    "sample": ("encoder", "decoder", "denoiser", "schedule", "sampler"),
-}
 
 # Params filled from the latent shape (C, h, w) when a kind's Config declares them.
 DERIVED_FIELDS: dict[str, dict[str, Any]] = {
@@ -74,7 +73,9 @@ class AssemblyEnvelope(BaseModel):
                                                      description="Role -> component specification.")
     autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
-    stages: StagesConfig = Field(default_factory=StagesConfig, description="Stages to run, in order.")
+    stages: dict[str, Any] = Field(default_factory=dict, description="Registered stage name -> its settings "
+                                                                     "(a mapping; {} for the defaults). Stages "
+                                                                     "run in their registered order.")
 
 
 class ComponentSpec(BaseModel):
@@ -93,23 +94,30 @@ class ComponentSpec(BaseModel):
 class Assembly(BaseModel):
     """A validated, fully resolved assembly. Build components with :meth:`build`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(..., description="Run name.")
     seed: int = Field(0, description="Global random seed.")
     components: dict[str, ComponentSpec] = Field(default_factory=dict, description="Role -> resolved component.")
     autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
-    stages: StagesConfig = Field(default_factory=StagesConfig, description="Stages to run, in order.")
+    stages: Stages = Field(default_factory=Stages, description="Validated stage settings, in run order.")
     source: str | None = Field(None, description="The file it was read from.")
     warnings: tuple[str, ...] = Field((), description="Advice that did not stop validation.")
     _session: Session | None = PrivateAttr(None)
 
     @property
+    def session(self) -> Session:
+        """The session that validated this assembly (its plugins and registry); builds use it."""
+        if self._session is None:
+            self._session = Session()
+        return self._session
+
+    @property
     def latent_shape(self) -> tuple[int, int, int] | None:
         """``(C, h, w)`` of the latents, derived from the encoder's Config (None without an encoder)."""
         encoder = self.components.get("encoder")
-        return _latent_shape(encoder.config) if encoder is not None else None
+        return latent_shape_of(encoder.config) if encoder is not None else None
 
     def spec(self, role: str) -> ComponentSpec:
         """The resolved component of ``role``, or a :class:`ConfigError` listing the roles."""
@@ -123,7 +131,7 @@ class Assembly(BaseModel):
         from rae_framework import compat
 
         spec = self.spec(role)
-        session = session or self._session or Session()
+        session = session or self.session
         compat.ensure_torchvision_importable()
         component = session.build_from_config(session.registry.get(spec.kind, spec.name), spec.config)
         if spec.checkpoint is not None:
@@ -138,7 +146,7 @@ class Assembly(BaseModel):
             "components": {role: spec.model_dump(mode="json") for role, spec in self.components.items()},
             "autoencoder": self.autoencoder.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json"),
-            "stages": self.stages.model_dump(mode="json"),
+            "stages": self.stages.dump(),
         }
 
     def to_yaml(self) -> str:
@@ -147,21 +155,41 @@ class Assembly(BaseModel):
 
 
 class _Issues:
-    """Collects the problems of one file, each located through the source map."""
+    """Collects the problems (and warnings) of one file, each located through the source map."""
 
     def __init__(self, source_map: SourceMap) -> None:
         self.source_map = source_map
         self.items: list[ConfigIssue] = []
+        self.warnings: list[str] = []
 
-    def add(self, path: PathKey, message: str, value: Any = None, *, show_value: bool = True) -> None:
+    def add(self, path: PathKey, message: str, value: Any = None, *, show_value: bool = True,
+            within: bool = False) -> None:
+        """An error at ``path``; ``within``: raised by a model validator of ``path``, so a ``--set`` below
+        ``path`` is the likelier culprit than the line that opened it."""
         path = tuple(str(part) for part in path)
-        self.items.append(ConfigIssue(self.source_map.locate(path), ".".join(path), message,
+        self.items.append(ConfigIssue(self.source_map.locate(path, within=within), ".".join(path), message,
                                       value=value, show_value=show_value))
 
-    def add_validation(self, prefix: PathKey, error: ValidationError) -> None:
+    def warn(self, path: PathKey, message: str) -> None:
+        """Advice at ``path`` that does not stop validation."""
+        path = tuple(str(part) for part in path)
+        self.warnings.append(f"{self.source_map.locate(path)}: {'.'.join(path)}: {message}")
+
+    def add_validation(self, prefix: PathKey, error: ValidationError, model: type[BaseModel] | None = None) -> None:
+        """pydantic's errors of ``model`` validated at ``prefix`` (the model lets misspelled keys get a
+        suggestion)."""
         for item in error.errors():
-            missing = item["type"] == "missing"
-            self.add((*prefix, *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
+            self.add_error_item(prefix, item, model)
+
+    def add_error_item(self, prefix: PathKey, item: Any, model: type[BaseModel] | None) -> None:
+        """One pydantic error: a misspelled key gets a suggestion, a model validator's error no value dump."""
+        loc, message = tuple(item["loc"]), item["msg"]
+        if item["type"] == "extra_forbidden" and loc:
+            suggestion = did_you_mean(str(loc[-1]), fields_at(model, loc[:-1]))
+            message += f".{suggestion}" if suggestion else ""
+        at_model = item["type"] in ("value_error", "assertion_error") and bool(fields_at(model, loc))  # its validator
+        self.add((*prefix, *loc), message, item.get("input"),
+                 show_value=item["type"] != "missing" and not at_model, within=at_model)
 
     def raise_if_any(self) -> None:
         """Raise every issue at once, in file order (then the ``--set`` overrides)."""
@@ -171,6 +199,30 @@ class _Issues:
     def _order(self, issue: ConfigIssue) -> tuple[int, int]:
         origin, _, line = issue.location.rpartition(":")
         return (0, int(line)) if origin == self.source_map.origin and line.isdigit() else (1, 0)
+
+
+def fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model reached from ``model`` along ``loc`` (through nested models, optional
+    models and mappings); empty when ``loc`` does not end at a model."""
+    annotation = model
+    for part in loc:
+        annotation = _step(annotation, str(part))
+    found = _as_model(annotation)
+    return list(found.model_fields) if found is not None else []
+
+
+def _step(annotation: Any, part: str) -> Any:
+    model = _as_model(annotation)
+    if model is not None:
+        field = model.model_fields.get(part)
+        return field.annotation if field is not None else None
+    return typing.get_args(annotation)[1] if typing.get_origin(annotation) is dict else None
+
+
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    candidates = typing.get_args(annotation) if union else (annotation,)
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
 def load_assembly(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
@@ -195,12 +247,15 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     roles = set(raw_components) if isinstance(raw_components, dict) else set()
     encoder_declared = "encoder" in roles
     components = _resolve_components(_component_envelopes(data), session, issues, encoder_declared)
+    stages = _validate_stages(data.get("stages"), session, issues)
+    _check_denoiser_classes(components, issues)
+    warnings = _check_stages(stages, frozenset(roles), components, session, issues)
     if envelope is not None:
-        _check_stages(envelope, roles, components, session, issues)
+        assembly_checks.check_all(components, envelope.data, envelope.autoencoder, stages, issues)
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
-                        autoencoder=envelope.autoencoder, data=envelope.data, stages=envelope.stages,
-                        source=source, warnings=(*_advice(components), *_skipped_terms(envelope, roles)))
+                        autoencoder=envelope.autoencoder, data=envelope.data, stages=stages,
+                        source=source, warnings=(*issues.warnings, *_advice(components), *warnings))
     assembly._session = session
     return assembly
 
@@ -211,7 +266,7 @@ def _validate_envelope(data: dict[str, Any], issues: _Issues) -> AssemblyEnvelop
     try:
         return AssemblyEnvelope.model_validate(data)
     except ValidationError as error:
-        issues.add_validation((), error)
+        issues.add_validation((), error, AssemblyEnvelope)
         broken = {item["loc"][0] for item in error.errors() if item["loc"]}
     partial = {key: value for key, value in data.items() if key not in broken and key in AssemblyEnvelope.model_fields}
     try:
@@ -266,7 +321,7 @@ def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session,
     try:
         config = model.model_validate(merged)
     except ValidationError as error:
-        _add_config_errors(here, error, underived=shape is None and entry.kind in DERIVED_FIELDS,
+        _add_config_errors(here, error, model, underived=shape is None and entry.kind in DERIVED_FIELDS,
                            encoder_declared=encoder_declared, issues=issues)
         return None
     if not derived:
@@ -295,7 +350,8 @@ def _lookup(role: str, envelope: ComponentEnvelope, session: Session, issues: _I
 
 def _fill_derived(role: str, kind: str, model: type, merged: dict[str, Any], envelope: ComponentEnvelope,
                   shape: tuple[int, int, int] | None, issues: _Issues) -> bool:
-    """Put the values derived from the latent shape into ``merged``; False if one contradicts them."""
+    """Put the values derived from the latent shape into ``merged``; False if one written in the assembly
+    contradicts them (a preset's value, written for the encoder the preset was made with, is replaced)."""
     if shape is None:
         return True
     consistent = True
@@ -303,19 +359,18 @@ def _fill_derived(role: str, kind: str, model: type, merged: dict[str, Any], env
         if field not in getattr(model, "model_fields", {}):
             continue
         expected, given = derive(shape), merged.get(field)
-        if given is None:
+        if given is None or field not in envelope.params:  # a preset's value is for its own encoder: it yields
             merged[field] = expected
         elif _as_tuple(given) != _as_tuple(expected):
-            origin = "" if field in envelope.params else f" (from preset '{envelope.preset}')"
             issues.add(("components", role, "params", field),
-                       f"contradicts the encoder's latent shape (C, h, w) = {shape}: expected {expected!r}"
-                       f"{origin}; leave it out to have it derived", given)
+                       f"contradicts the encoder's latent shape (C, h, w) = {shape}: expected {expected!r}; "
+                       "leave it out to have it derived", given)
             consistent = False
     return consistent
 
 
-def _add_config_errors(here: PathKey, error: ValidationError, *, underived: bool, encoder_declared: bool,
-                       issues: _Issues) -> None:
+def _add_config_errors(here: PathKey, error: ValidationError, model: type[BaseModel], *, underived: bool,
+                       encoder_declared: bool, issues: _Issues) -> None:
     """Report a Config's errors; a missing derived field is explained, or skipped if the encoder is at fault."""
     derivable = {field for fields in DERIVED_FIELDS.values() for field in fields}
     for item in error.errors():
@@ -325,51 +380,65 @@ def _add_config_errors(here: PathKey, error: ValidationError, *, underived: bool
                 issues.add((*here, "params", *item["loc"]), "required; it is derived from the encoder, so add "
                                                             "an 'encoder' component or set it", show_value=False)
             continue
-        issues.add((*here, "params", *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
-
-
-def _latent_shape(encoder_config: Any) -> tuple[int, int, int] | None:
-    token_dim, grid = getattr(encoder_config, "token_dim", None), getattr(encoder_config, "grid_size", None)
-    if not isinstance(token_dim, int) or not isinstance(grid, int):
-        return None
-    return token_dim, grid, grid
+        issues.add_error_item((*here, "params"), item, model)
 
 
 def _latent_shape_or_issue(spec: ComponentSpec, issues: _Issues) -> tuple[int, int, int] | None:
-    shape = _latent_shape(spec.config)
+    shape = latent_shape_of(spec.config)
     if shape is None:
         issues.add(("components", "encoder"), f"the Config of encoder '{spec.name}' must expose integer "
                                               "properties 'token_dim' and 'grid_size'", show_value=False)
     return shape
 
 
-def _check_stages(envelope: AssemblyEnvelope, declared: set[str], components: dict[str, ComponentSpec],
-                  session: Session, issues: _Issues) -> None:
-    """Each enabled stage needs its roles (of the right kind); evaluation needs registered metrics."""
-    for stage, needed in STAGE_ROLES.items():
-        settings = getattr(envelope.stages, stage)
-        if settings is None or not settings.enabled:
-            continue
-        for role in needed:
+def _validate_stages(raw: Any, session: Session, issues: _Issues) -> Stages:
+    """Each ``stages`` key names a registered stage; its value (a mapping) is validated by that stage's Config."""
+    configs: dict[str, StageConfig] = {}
+    known = session.registry.names(STAGE_KIND)
+    for name, body in (raw.items() if isinstance(raw, dict) else []):
+        here = ("stages", str(name))
+        if name not in known:
+            issues.add(here, f"Unknown stage '{name}'.{did_you_mean(str(name), known)} "
+                             f"Registered stages: {', '.join(known) or 'none'}", show_value=False)
+        elif body is None:
+            issues.add(here, f"stage '{name}' has no value, so it would be silently skipped; write "
+                             f"'{name}: {{}}' for its defaults or 'enabled: false' to skip it", show_value=False)
+        else:
+            config = _validate_stage(name, body, session, issues)
+            if config is not None:
+                configs[str(name)] = config
+    return Stages(configs)
+
+
+def _validate_stage(name: str, body: Any, session: Session, issues: _Issues) -> StageConfig | None:
+    model = session.registry.get(STAGE_KIND, name).load_config_model()
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        issues.add_validation(("stages", name), error, model)
+        return None
+
+
+def _check_stages(stages: Stages, declared: frozenset[str], components: dict[str, ComponentSpec],
+                  session: Session, issues: _Issues) -> list[str]:
+    """Each enabled stage has the roles its spec needs (of the right kind) and passes its own cross-checks;
+    returns the warnings."""
+    context = StageCheckContext(components, declared, stages, session)
+    warnings = []
+    for name in stages.enabled():
+        for role in stages.spec(name).roles:
             if role not in declared:
-                issues.add(("stages", stage), f"stage '{stage}' needs a component '{role}' under components",
+                issues.add(("stages", name), f"stage '{name}' needs a component '{role}' under components",
                            show_value=False)
-            elif role in components and components[role].kind != role:
-                issues.add(("components", role, "kind"), f"role '{role}' must be a {role}",
-                           components[role].kind)
-    _check_denoiser_classes(components, issues)
-    evaluate = envelope.stages.evaluate
-    if evaluate is not None and evaluate.enabled:
-        has_kind = "metric" in session.registry.kinds
-        presets = {preset.name for preset in session.presets.all("metric")  # e.g. gfid, fid-tiny
-                   if has_kind and session.registry.contains("metric", preset.component)}
-        for index, metric in enumerate(evaluate.metrics):
-            registered = has_kind and session.registry.contains("metric", metric)
-            if not registered and metric not in presets:
-                known = session.registry.names("metric") if "metric" in session.registry.kinds else []
-                known = sorted({*known, *presets})
-                issues.add(("stages", "evaluate", "metrics", index), f"Unknown metric '{metric}'. Available: "
-                                                                     f"{', '.join(known) or 'none'}", metric)
+            elif role in components and role in session.registry.kinds and components[role].kind != role:
+                issues.add(("components", role, "kind"), f"role '{role}' must be a {role}", components[role].kind)
+        for problem in stages[name].check(context):
+            path = problem.path if problem.path[:1] == ("components",) else ("stages", name, *problem.path)
+            if problem.warning:
+                warnings.append(f"{'.'.join(map(str, path))}: {problem.message}")
+            else:
+                issues.add(path, problem.message, problem.value, show_value=problem.value is not None)
+    return warnings
 
 
 def _check_denoiser_classes(components: dict[str, ComponentSpec], issues: _Issues) -> None:
@@ -386,26 +455,14 @@ def _check_denoiser_classes(components: dict[str, ComponentSpec], issues: _Issue
 def _advice(components: dict[str, ComponentSpec]) -> list[str]:
     """Non-fatal advice, e.g. a denoiser narrower than the latent channels (the paper's width rule)."""
     encoder = components.get("encoder")
-    shape = _latent_shape(encoder.config) if encoder is not None else None
+    shape = latent_shape_of(encoder.config) if encoder is not None else None
     advice = []
     for role, spec in components.items():
-        width = getattr(spec.config, "hidden_size", None)
-        width = max(width) if isinstance(width, (list, tuple)) and width else width  # DiT^DH: the wide head
+        width = getattr(spec.config, "token_width", None)  # the widest layer that sees the tokens
         if spec.kind == "denoiser" and shape is not None and isinstance(width, int) and width < shape[0]:
-            advice.append(f"components.{role}: hidden_size {width} is below the latent channels {shape[0]}; "
-                          "the paper finds a DiT must be at least as wide as the tokens to fit them")
+            advice.append(f"components.{role}: its widest layer ({width}) is narrower than the latent channels "
+                          f"{shape[0]}; the paper finds a DiT must be at least as wide as the tokens to fit them")
     return advice
-
-
-def _skipped_terms(envelope: AssemblyEnvelope, roles: set[str]) -> list[str]:
-    """Stage-1 loss terms with a weight but without the component that computes them (the engine skips them)."""
-    stage = envelope.stages.train_decoder
-    if stage is None or not stage.enabled:
-        return []
-    terms = [("perceptual_weight", "perceptual"), ("gan_weight", "discriminator")]
-    return [f"stages.train_decoder.{weight}: {getattr(stage, weight)} but no '{role}' component, so this term "
-            f"is skipped; add the component or set the weight to 0"
-            for weight, role in terms if getattr(stage, weight) > 0 and role not in roles]
 
 
 def _as_tuple(value: Any) -> Any:

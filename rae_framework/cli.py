@@ -60,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and its presets; for 'recipe NAME' the recipe file",
          [("kind", {"help": "component kind, or 'recipe'"}), ("name", {"help": "component or recipe name"})])
     _add(commands, "plugins", cmd_plugins, "plugins: loaded, failed (with the error), disabled",
-         [("--json", {"action": "store_true", "help": "machine-readable output"})])
+         [("--json", {"action": "store_true", "help": "machine-readable output"}),
+          ("--check", {"action": "store_true", "help": "also import every component class (imports torch); "
+                                                      "exit 1 if any plugin or reference is broken"})])
     _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
+    _add_import_official(commands)
     _add(commands, "sweep", cmd_sweep, "run an assembly over a grid of overrides (cross product, repeated "
                                        "seeds), reusing shared stages; table, sweep.csv and sweep.png", [
         ("assembly", {"help": "assembly YAML file"}),
@@ -101,10 +104,12 @@ def _add_run(commands: Any) -> None:
         ("--out", {"default": None, "metavar": "DIR", "help": "run directory (default: runs/<name>)"}),
         SET_OPTION,
         ("--fresh", {"action": "store_true",
-                     "help": "start interrupted training stages from step 0 (their step checkpoints are moved "
-                             "aside); by default a run continues from the last checkpoints in --out"}),
+                     "help": "start over: finished stages run again and training stages start from step 0 "
+                             "(their step checkpoints are moved aside); by default a run skips finished stages "
+                             "and continues from the last checkpoints in --out"}),
         ("--stage", {"action": "append", "default": None, "dest": "stages", "metavar": "NAME",
-                     "help": "run only this stage (repeatable)"}),
+                     "help": "run only this registered stage (repeatable; `rae list stage` names them); the "
+                             "stages it reads must have finished in --out"}),
     ])
 
 
@@ -125,6 +130,33 @@ def _add_list(commands: Any) -> None:
     ])
 
 
+def _add_import_official(commands: Any) -> None:
+    file_option = {"default": None, "metavar": "FILE"}
+    _add(commands, "import-official", cmd_import_official, "import the reference implementation's released "
+         "checkpoints (decoder model.pt, stat.pt, DiT stage2_model.pt) into a run directory", [
+             ("assembly", {"help": "assembly naming the architectures (e.g. a sampling recipe)"}),
+             ("--out", {"required": True, "metavar": "DIR", "help": "run directory to write"}),
+             ("--decoder", {**file_option, "help": "GeneralDecoder model.pt or a stage-1 checkpoint"}),
+             ("--stats", {**file_option, "help": "latent statistics stat.pt"}),
+             ("--denoiser", {**file_option, "help": "DiT checkpoint (its 'ema' when it has one)"}),
+             ("--guide", {**file_option, "help": "autoguidance guide checkpoint"}),
+             SET_OPTION,
+         ])
+
+
+def cmd_import_official(args: argparse.Namespace) -> int:
+    """``rae import-official``: reference checkpoints -> ``OUT/checkpoints/*.safetensors`` + ``OUT/imported.yaml``."""
+    from pathlib import Path
+
+    from rae_framework.interop.import_run import OfficialFiles, import_official_run
+
+    files = OfficialFiles(**{role: Path(getattr(args, role)) for role in ("decoder", "stats", "denoiser", "guide")
+                             if getattr(args, role) is not None})
+    path = import_official_run(args.assembly, files, args.out, args.overrides)
+    print(f"imported into {args.out}; sample and evaluate with: rae run {path} --out {args.out}")
+    return EXIT_OK
+
+
 def _session() -> Any:
     from rae_framework.session import Session
 
@@ -137,24 +169,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rae_framework.assembly import load_assembly
 
-    _check_stage_names(args.stages or [])
     assembly = load_assembly(args.assembly, args.overrides, session=_session())
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
-    run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
-    print(f"run '{assembly.name}' finished: {out_dir}")
+    result = run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
+    print(f"run '{assembly.name}' finished: {out_dir} (ran: {', '.join(result.ran) or 'nothing'}; "
+          f"up to date: {', '.join(result.skipped) or 'nothing'})")
+    for name, path in result.outputs.items():
+        print(f"  {name}: {path}")
+    for name, value in sorted(result.metrics.items()):
+        print(f"  metric {name} = {value:.6g}")
     return EXIT_OK
-
-
-def _check_stage_names(stages: list[str]) -> None:
-    from rae_framework.engine.config import StagesConfig
-    from rae_framework.registry import did_you_mean
-
-    known = list(StagesConfig.model_fields)
-    for stage in stages:
-        if stage not in known:
-            raise ConfigError(f"--stage {stage}: unknown stage.{did_you_mean(stage, known)} "
-                              f"Stages, in order: {', '.join(known)}")
 
 
 def _engine_runner() -> Callable[..., Any]:
@@ -198,7 +223,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         roles = ", ".join(f"{role}={spec.name}" for role, spec in assembly.components.items())
         print(f"{args.assembly}: ok ({assembly.name}: {roles or 'no components'})")
+        print("\n".join(_stage_plan(assembly)))
     return EXIT_OK
+
+
+def _stage_plan(assembly: Any) -> list[str]:
+    """One line per enabled stage, in run order: what it reads and what it writes."""
+    lines = ["stages, in order:" if assembly.stages.enabled() else "no stage is enabled"]
+    for index, name in enumerate(assembly.stages.enabled(), start=1):
+        spec = assembly.stages.spec(name)
+        reads = [*spec.roles, *(f"{role}?" for role in spec.optional_roles if role in assembly.components),
+                 *(f"<{stage}>" for stage in spec.reads if assembly.stages.is_enabled(stage))]
+        lines.append(f"  {index}. {name}: reads {', '.join(reads) or 'nothing'}; "
+                     f"writes {', '.join(spec.outputs.values()) or 'nothing'}")
+    return lines
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -230,16 +268,23 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """``rae plugins``: every plugin's status, distribution, components and error."""
-    reports = _session().plugin_manager.reports
+    """``rae plugins``: every plugin's status, distribution, components and error. Every Config reference is
+    resolved (torch-free); ``--check`` resolves the component classes too and exits 1 on any failure."""
+    manager = _session().plugin_manager
+    if args.check:
+        from rae_framework import compat
+
+        compat.ensure_torchvision_importable()
+    manager.check_references(factories=args.check)
     if args.json:
-        return _print_json([report.as_dict() for report in reports])
-    rows = []
-    for report in reports:
-        origin = f"{report.provenance.distribution or '-'} {report.provenance.version or ''}".strip()
-        detail = report.error or ", ".join(report.components) or "-"
-        rows.append((report.name, report.status, origin, detail))
-    return _print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "COMPONENTS / ERROR"), rows)
+        _print_json([report.as_dict() for report in manager.reports])
+    else:
+        rows = []
+        for report in manager.reports:
+            origin = f"{report.provenance.distribution or '-'} {report.provenance.version or ''}".strip()
+            rows.append((report.name, report.status, origin, report.error or ", ".join(report.components) or "-"))
+        _print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "COMPONENTS / ERROR"), rows)
+    return EXIT_FAILURE if args.check and manager.failures() else EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -16,14 +16,15 @@ Every component is constructed from one argument, its frozen pydantic ``Config``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
-from rae_framework.config import ComponentConfig
+from rae_framework.config import Component, ComponentConfig
+from rae_framework.stage import Stage
 
 __all__ = [
     "ComponentConfig",
@@ -38,22 +39,15 @@ __all__ = [
     "Discriminator",
     "Guidance",
     "Metric",
+    "Reduction",
     "PerceptualLoss",
+    "Stage",
+    "AdversarialLoss",
+    "Augmentation",
 ]
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``velocity(x_t (B, C, h, w), t (B,)) -> v (B, C, h, w)``; guidance is already folded in."""
-
-
-class Component:
-    """Mixin for every component: holds the validated config it was built from."""
-
-    Config: ClassVar[type[ComponentConfig]]
-
-    def __init__(self, config: ComponentConfig) -> None:
-        if not isinstance(config, self.Config):
-            raise TypeError(f"{type(self).__name__} expects {self.Config.__name__}, got {type(config).__name__}")
-        self.config = config
 
 
 class Encoder(Component, nn.Module, ABC):
@@ -78,6 +72,13 @@ class Encoder(Component, nn.Module, ABC):
     def num_tokens(self) -> int:
         """Number of patch tokens N (prefix tokens excluded) at ``input_size``."""
         return (self.input_size // self.patch_size) ** 2
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of the RAE's latents: the token dim and the token grid at ``input_size`` (a built
+        encoder's twin of :func:`rae_framework.config.latent_shape_of`, which reads only its Config)."""
+        grid = self.input_size // self.patch_size
+        return (self.token_dim, grid, grid)
 
     @abstractmethod
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,11 @@ class Decoder(Component, nn.Module, ABC):
 
 
 class Denoiser(Component, nn.Module, ABC):
-    """Predicts the flow-matching velocity ``eps - x`` of a noisy latent."""
+    """Predicts the flow-matching velocity ``eps - x`` of a noisy latent.
+
+    Its Config may expose an integer property ``token_width``, the widest layer that sees the tokens; the
+    assembly then warns when it is narrower than the latent channels (the paper's width finding).
+    """
 
     in_channels: int  # latent channels C
     input_size: int  # latent side h (= w)
@@ -211,8 +216,46 @@ class Guidance(Component, ABC):
         """A :data:`VelocityFn` for class ``labels (B,)``; only the passes it needs are computed."""
 
 
+Reduction = Literal["sum", "cat"]
+"""How two ranks' values of one metric state tensor combine: ``"sum"`` adds them (an all-reduce),
+``"cat"`` concatenates their rows along dim 0 (a gather)."""
+
+
 class Metric(Component, ABC):
-    """A streaming evaluation metric (PSNR, SSIM, FID, ...): update over batches, then compute."""
+    """A streaming evaluation metric (PSNR, SSIM, FID, ...): update over batches, then compute.
+
+    The contract the run engine relies on (and nothing else: no metric names):
+
+    * ``paired`` (class attribute or property, a bool) says what ``update`` is fed. ``True``: a
+      reconstruction metric, ``update(generated=reconstructions, reference=originals)`` with the two
+      batches paired image by image (PSNR, SSIM, rFID). ``False``: a generation metric,
+      ``update(generated=samples)``, plus ``update(reference=images)`` when :attr:`wants_reference_images`.
+    * The accumulated state is a set of named tensors, ``state_tensors()``, each combined across ranks as
+      ``state_reductions[name]`` says. The engine reduces every state tensor, calls
+      ``load_state_tensors`` with the result, then ``compute``; the value must equal a single process's
+      over all batches. A metric that cannot merge its state cannot run distributed.
+    """
+
+    paired: ClassVar[bool]  # True: reconstructions vs their originals; False: samples (vs a reference set)
+    state_reductions: ClassVar[Mapping[str, Reduction]]  # state name -> "sum" | "cat"
+
+    def __init__(self, config: ComponentConfig) -> None:
+        super().__init__(config)
+        paired = getattr(self, "paired", None)
+        if not isinstance(paired, bool):
+            raise TypeError(f"{type(self).__name__}.paired must be declared as a bool, got {paired!r}")
+        reductions = getattr(self, "state_reductions", None)
+        if not isinstance(reductions, Mapping):
+            raise TypeError(f"{type(self).__name__} must declare state_reductions: state name -> 'sum' | 'cat'")
+        unknown = {name: how for name, how in reductions.items() if how not in ("sum", "cat")}
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.state_reductions: use 'sum' or 'cat', got {unknown}")
+
+    @property
+    def wants_reference_images(self) -> bool:
+        """For a generation metric: whether the engine should also feed reference images (``update(
+        reference=...)``). False when the metric has none to compare with or brings its own reference set."""
+        return False
 
     @abstractmethod
     def reset(self) -> None:
@@ -221,6 +264,15 @@ class Metric(Component, ABC):
     @abstractmethod
     def update(self, generated: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> None:
         """Accumulate a batch of images ``(B, 3, H, W)`` in [0, 1]; paired metrics get both."""
+
+    @abstractmethod
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The accumulated state, one tensor per name of ``state_reductions`` (``"sum"`` states have a
+        fixed shape even before the first update, so that ranks can all-reduce them)."""
+
+    @abstractmethod
+    def load_state_tensors(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Replace the state with ``state`` (for example the tensors reduced across ranks)."""
 
     @abstractmethod
     def compute(self) -> dict[str, float]:
@@ -237,3 +289,24 @@ class PerceptualLoss(Component, nn.Module, ABC):
     @abstractmethod
     def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Two ``(B, 3, H, W)`` batches in [0, 1] -> per-sample distance ``(B,)``."""
+
+
+class AdversarialLoss(Component, ABC):
+    """A discriminator loss and its generator loss (kind ``gan_loss``), used by decoder training."""
+
+    @abstractmethod
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the discriminator from its logits on real and (detached) fake images."""
+
+    @abstractmethod
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the generator (the decoder) from the discriminator's logits on its images."""
+
+
+class Augmentation(Component, ABC):
+    """A differentiable, seeded image augmentation (kind ``augmentation``), e.g. DiffAugment for a discriminator."""
+
+    @abstractmethod
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> augmented ``(B, 3, H, W)``; every random draw comes from ``generator``."""
+

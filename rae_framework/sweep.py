@@ -130,13 +130,6 @@ def expand(axes: list[GridAxis], seeds: list[int]) -> list[SweepPoint]:
 
 
 # --- reuse of finished stages -------------------------------------------------------------------------------
-def enabled_stages(assembly) -> list[str]:
-    """The assembly's enabled stages in run order."""
-    stages = assembly.resolved()["stages"]
-    return [name for name, settings in stages.items()
-            if settings is not None and (not isinstance(settings, dict) or settings.get("enabled", True))]
-
-
 def link_or_copy(source: Path, target: Path) -> None:
     """Hard-link ``source`` to ``target`` (a copy across file systems); replaces ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +161,7 @@ def adopt_shared_stages(out_dir: Path, assembly, donors: list[Path]) -> list[str
     from rae_framework.engine.run_state import RunState
 
     state, adopted = RunState(out_dir, assembly, DistContext()), []
-    for stage in enabled_stages(assembly):
+    for stage in assembly.stages.enabled():  # in run order
         key = state.input_hash(stage)
         own = state.record(stage)
         if own is not None and own.input_hash == key and state.outputs_exist(own):

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import rae_framework
+from rae_framework.data.config import DataConfig
 from rae_framework.data.datasets import build_dataset
-from rae_framework.engine.config import DataConfig
 from rae_metrics.configs import DigitsClassifierConfig
 from rae_metrics.digits_classifier import DigitsClassifier
 

@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rae_framework.errors import RAEError
+from rae_framework.files import atomic_write, fsync_path
 
 STEP_PATTERN = re.compile(r"^step_(\d{8})$")
 STATE_FILE = "state.pt"
-
-
-def _fsync_path(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -40,11 +34,7 @@ def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically write one safetensors file (temp + fsync + ``os.replace``)."""
-    temp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(temp))
-    _fsync_path(temp)
-    os.replace(temp, path)
-    _fsync_path(path.parent)
+    atomic_write(path, lambda temp: save_file(tensors, str(temp)))
 
 
 def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
@@ -75,8 +65,8 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] 
 class CheckpointManager:
     """Writes, lists, loads and prunes the step checkpoints of one training stage."""
 
-    def __init__(self, folder: str | Path, keep_last: int = 2) -> None:
-        self.folder, self.keep_last = Path(folder), keep_last
+    def __init__(self, folder: str | Path, keep_last: int = 2, keep_steps: Iterable[int] = ()) -> None:
+        self.folder, self.keep_last, self.keep_steps = Path(folder), keep_last, frozenset(keep_steps)
 
     def steps(self) -> list[int]:
         """Steps of the complete checkpoints, ascending (temp folders are ignored)."""
@@ -102,21 +92,22 @@ class CheckpointManager:
         temp.mkdir()
         for name, tensors in weights.items():
             save_file(tensors, str(temp / f"{name}.safetensors"))
-            _fsync_path(temp / f"{name}.safetensors")
+            fsync_path(temp / f"{name}.safetensors")
         torch.save({**state, "step": step}, temp / STATE_FILE)
-        _fsync_path(temp / STATE_FILE)
-        _fsync_path(temp)
+        fsync_path(temp / STATE_FILE)
+        fsync_path(temp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temp, final)
-        _fsync_path(self.folder)
+        fsync_path(self.folder)
         self.prune()
         return final
 
     def prune(self) -> None:
-        """Delete all but the newest ``keep_last`` checkpoints."""
+        """Delete all but the newest ``keep_last`` checkpoints and those of ``keep_steps``."""
         for step in self.steps()[:-self.keep_last]:
-            shutil.rmtree(self.path(step), ignore_errors=True)
+            if step not in self.keep_steps:
+                shutil.rmtree(self.path(step), ignore_errors=True)
 
     def load(self, step: int | None = None) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """``(weights by name, state)`` of checkpoint ``step`` (default: the latest)."""

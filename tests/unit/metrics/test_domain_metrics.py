@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from rae_framework import Session
+from rae_framework.data.config import DataConfig
 from rae_framework.data.datasets import build_dataset
-from rae_framework.engine.config import DataConfig
 from rae_framework.engine.distributed import DistContext
-from rae_framework.engine.evaluation import evaluate_metric, load_sample_labels
 from rae_framework.errors import ConfigError, WeightsNotFoundError
+from rae_stages.evaluate import evaluate_metric, load_sample_labels
 
 ACCURACY = "class_accuracy@digits-classifier"
 
