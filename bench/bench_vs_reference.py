@@ -44,11 +44,10 @@ import torch
 
 import rae_framework
 from rae_framework import compat
-from rae_framework.engine.config import OptimizerConfig
-from rae_framework.engine.ema import EMA
-from rae_framework.engine.optim import build_optimizer, clip_gradients
-from rae_framework.engine.stage2 import STREAM_STAGE2, draw_step, step_generator
 from rae_framework.interop import load_official
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import engine_step  # noqa: E402  (this folder's shared helpers)
 
 # reference: configs/stage2/training/ImageNet256/DiTDH-S_DINOv2-B.yaml (stage_2.params)
 DIT_DH_S = {"input_size": 16, "patch_size": 1, "in_channels": 768, "hidden_size": [384, 2048], "depth": [12, 2],
@@ -58,7 +57,7 @@ DIT_DH_S = {"input_size": 16, "patch_size": 1, "in_channels": 768, "hidden_size"
 # a DiT^DH of the same structure small enough for a test of this script (--tiny)
 TINY = {**DIT_DH_S, "input_size": 4, "in_channels": 16, "hidden_size": [32, 48], "depth": [2, 1],
         "num_heads": [2, 2], "num_classes": 10}
-LR, EMA_DECAY, CLASS_DROPOUT, AG_SCALE, CFG_SCALE = 2e-4, 0.9995, 0.1, 1.42, 4.0
+LR, EMA_DECAY, CLASS_DROPOUT, AG_SCALE, CFG_SCALE = 2e-4, 0.9995, 0.1, 1.42, 4.0  # LR and EMA as benchlib's
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -122,28 +121,6 @@ def our_schedule(kwargs: dict):
     """shifted-flow with the shift derived from the latent shape, logit-normal times (the reference's)."""
     return rae_framework.build("schedule", "shifted-flow", {"latent_shape": list(latent_shape(kwargs)),
                                                              "time_distribution": "logit-normal"})
-
-
-def our_train_step(model, kwargs: dict, x, y, dtype) -> Callable[[], None]:
-    """The engine's step: keyed draws, label drop, flow loss, backward, clip 1.0, AdamW, EMA."""
-    schedule, ema = our_schedule(kwargs), EMA(model, EMA_DECAY)
-    optimizer = build_optimizer(model.parameters(), OptimizerConfig(lr=LR))
-    model.train(False)  # the engine drops labels itself (stages.train_denoiser.label_dropout 'engine')
-    counter = iter(range(10**9))
-
-    def step() -> None:
-        draws = draw_step(schedule, step_generator(0, STREAM_STAGE2, next(counter)), len(x), latent_shape(kwargs),
-                          CLASS_DROPOUT)
-        labels = torch.where(draws.drop, torch.full_like(y, model.num_classes), y)  # (B,)
-        with autocast(dtype):
-            losses = schedule.loss_at(model, x, labels, draws.noise, draws.t)  # (B,)
-        losses.mean().backward()
-        clip_gradients(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(model)
-
-    return step
 
 
 def reference_train_step(ref, model, kwargs: dict, x, y, dtype) -> Callable[[], None]:
@@ -234,7 +211,7 @@ def training_rows(ref, kwargs: dict, args: argparse.Namespace) -> dict[str, floa
     for label, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
         reference, ours = model_pair(ref, kwargs, seed=0)
         task = f"train step, batch {args.batch}, {label}"
-        ratios[task] = report(task, our_train_step(ours, kwargs, x, y, dtype),
+        ratios[task] = report(task, engine_step(ours, our_schedule(kwargs), x, y, dtype, CLASS_DROPOUT),
                               reference_train_step(ref, reference, kwargs, x, y, dtype), args.repeats)
     return ratios
 

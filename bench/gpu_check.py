@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import statistics
 import tempfile
 import time
@@ -34,16 +35,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils import flop_counter
 
 import rae_framework
 from rae_framework.autoencoder import RepresentationAutoencoder
 from rae_framework.data.latent_cache import build_latent_cache
-from rae_framework.engine.config import OptimizerConfig
-from rae_framework.engine.ema import EMA
-from rae_framework.engine.optim import build_optimizer, clip_gradients
 from rae_framework.engine.stage2 import STREAM_STAGE2, draw_step, step_generator
 from rae_denoisers.attention import AttentionBackend, xformers_unavailable_reason
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import counted_flops, engine_step  # noqa: E402  (this folder's shared helpers)
 
 # Sizes of the real run and of the dry run: presets, latent shape, share, attention shape (B, heads, N, hd).
 FULL = {"denoiser": "dit-dh-xl", "latent": (768, 16, 16), "share": 32, "attention": (32, 16, 256, 72),
@@ -97,41 +97,12 @@ def check_attention(device: torch.device, sizes: dict) -> dict:
 
 
 def train_step(device: torch.device, sizes: dict) -> tuple[Callable[[], None], torch.nn.Module]:
-    """The engine's bf16 training step of the denoiser at the per-GPU share (keyed draws sliced to the GPU)."""
-    model = rae_framework.build("denoiser", "dit-dh", preset=sizes["denoiser"]).to(device).train(False)
+    """The engine's bf16 training step of the denoiser at the per-GPU share (keyed draws moved to the GPU)."""
+    model = rae_framework.build("denoiser", "dit-dh", preset=sizes["denoiser"]).to(device)
     schedule = rae_framework.build("schedule", "shifted-flow", {"latent_shape": list(sizes["latent"])})
-    optimizer, ema = build_optimizer(model.parameters(), OptimizerConfig(lr=2e-4)), EMA(model, 0.9995)
     x = torch.randn(sizes["share"], *sizes["latent"], device=device)  # (B, C, h, w)
     y = torch.randint(0, model.num_classes, (sizes["share"],), device=device)
-
-    def step() -> None:
-        draws = draw_step(schedule, step_generator(0, STREAM_STAGE2, 0), sizes["share"], sizes["latent"],
-                          0.1).slice(0, sizes["share"], device)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            losses = schedule.loss_at(model, x, y, draws.noise, draws.t)  # (B,)
-        losses.mean().backward()
-        clip_gradients(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(model)
-
-    return step, model
-
-
-def counted_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call (CPU SDPA, absent from torch's table, counted with torch's SDPA formulas)."""
-    def forward(query, key, value, *args, out_shape=None, **kwargs):
-        return flop_counter.sdpa_flop_count(query, key, value)
-
-    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
-        return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
-
-    aten = torch.ops.aten
-    mapping = {aten._scaled_dot_product_flash_attention_for_cpu: forward,
-               aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
-    with flop_counter.FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-        fn()
-    return counter.get_total_flops()
+    return engine_step(model, schedule, x, y, torch.bfloat16), model
 
 
 def check_dit_step(device: torch.device, sizes: dict, peak_tflops: float) -> dict:
