@@ -13,10 +13,8 @@ from collections.abc import Callable
 import torch
 from torch.utils import flop_counter
 
-from rae_framework.engine.config import OptimizerConfig
-from rae_framework.engine.ema import EMA
-from rae_framework.engine.optim import build_optimizer, clip_gradients
-from rae_framework.engine.stage2 import STREAM_STAGE2, draw_step, step_generator
+from rae_framework.engine import EMA, OptimizerConfig, build_optimizer, clip_gradients, step_generator
+from rae_stages.train_denoiser import STREAM_STAGE2, draw_step
 
 
 def counted_flops(fn: Callable[[], object]) -> int:

@@ -39,7 +39,8 @@ import torch
 import rae_framework
 from rae_framework.autoencoder import RepresentationAutoencoder
 from rae_framework.data.latent_cache import build_latent_cache
-from rae_framework.engine.stage2 import STREAM_STAGE2, draw_step, step_generator
+from rae_framework.engine import step_generator
+from rae_stages.train_denoiser import STREAM_STAGE2, draw_step
 from rae_denoisers.attention import AttentionBackend, xformers_unavailable_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

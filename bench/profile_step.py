@@ -26,10 +26,8 @@ from collections.abc import Callable
 import torch
 
 import rae_framework
-from rae_framework.engine.config import OptimizerConfig
-from rae_framework.engine.ema import EMA
-from rae_framework.engine.optim import build_optimizer, clip_gradients
-from rae_framework.engine.stage2 import STREAM_STAGE2, draw_step, step_generator
+from rae_framework.engine import EMA, OptimizerConfig, build_optimizer, clip_gradients, step_generator
+from rae_stages.train_denoiser import STREAM_STAGE2, draw_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import counted_flops  # noqa: E402  (this folder's shared helpers)

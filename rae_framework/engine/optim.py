@@ -7,7 +7,7 @@ import math
 import torch
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from rae_framework.engine.config import OptimizerConfig
+from rae_framework.config import OptimizerConfig
 from rae_framework.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core_fakes import FakePlugin
+from core_fakes import STAGES_PLUGIN, FakePlugin
 from rae_framework import Session, cli
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -27,7 +27,7 @@ stages:
 
 @pytest.fixture
 def fake_cli(monkeypatch):
-    session = Session(entry_points=False, plugins=[("fakes", FakePlugin())])
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin()), STAGES_PLUGIN])
     monkeypatch.setattr(cli, "_session", lambda: session)
     return session
 
@@ -80,12 +80,24 @@ def test_unknown_stage_is_invalid_input_and_debug_works_after_the_command(fake_c
     assert "--stage sampel: unknown stage. Did you mean 'sample'?" in err and "Traceback" in err
 
 
-def test_run_hands_the_assembly_to_the_engine(fake_cli, assembly_file, monkeypatch, tmp_path):
+def test_run_hands_the_assembly_to_the_engine_and_reports_what_it_did(fake_cli, assembly_file, monkeypatch,
+                                                                      tmp_path, capsys):
+    from types import SimpleNamespace
+
     calls = []
-    monkeypatch.setattr(cli, "_engine_runner", lambda: lambda *args, **kwargs: calls.append((args, kwargs)))
+
+    def engine(*args, **kwargs):
+        calls.append((args, kwargs))
+        return SimpleNamespace(ran=["sample"], skipped=["train_denoiser"], metrics={"fid": 3.25},
+                               outputs={"samples": tmp_path / "o" / "samples" / "samples.npz"})
+
+    monkeypatch.setattr(cli, "_engine_runner", lambda: engine)
     assert cli.main(["run", str(assembly_file), "--out", str(tmp_path / "o"), "--set", "seed=9"]) == 0
     ((assembly, out_dir), kwargs), = calls
     assert assembly.seed == 9 and out_dir == tmp_path / "o" and kwargs == {"resume": True, "stages": None}
+    out = capsys.readouterr().out
+    assert "ran: sample; up to date: train_denoiser" in out and "metric fid = 3.25" in out
+    assert f"samples: {tmp_path / 'o' / 'samples' / 'samples.npz'}" in out
 
 
 def test_list_and_describe(fake_cli, capsys):
@@ -103,7 +115,7 @@ def test_list_and_describe(fake_cli, capsys):
 def test_describe_a_preset_shows_it_and_its_component(monkeypatch, tmp_path, capsys):
     presets = tmp_path / "p.yaml"
     presets.write_text("kind: sampler\npresets:\n  quick: {component: fake-sampler, params: {num_steps: 2}}\n")
-    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(presets)]))])
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(presets)])), STAGES_PLUGIN])
     monkeypatch.setattr(cli, "_session", lambda: session)
     assert cli.main(["describe", "sampler", "quick"]) == 0
     out = capsys.readouterr().out
@@ -159,7 +171,7 @@ def test_recipes_are_listed_and_described_and_validated(monkeypatch, tmp_path, a
     catalog.write_text(f"kind: recipe\npresets:\n"
                        f"  good: {{component: assembly, params: {{path: {assembly_file}}}, summary: works}}\n"
                        f"  gone: {{component: assembly, params: {{path: nowhere.yaml}}, summary: missing}}\n")
-    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(catalog)]))])
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(catalog)])), STAGES_PLUGIN])
     monkeypatch.setattr(cli, "_session", lambda: session)
     assert cli.main(["list", "presets", "--json"]) == 0
     recipes = [p for p in json.loads(capsys.readouterr().out) if p["kind"] == "recipe"]

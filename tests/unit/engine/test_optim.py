@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rae_framework.engine.config import OptimizerConfig
+from rae_framework.config import OptimizerConfig
 from rae_framework.engine.optim import build_optimizer, lr_factor
 from rae_framework.errors import ConfigError
 
