@@ -17,8 +17,8 @@ from PIL import Image
 
 from rae_framework.engine.config import SampleStage
 from rae_framework.engine.distributed import DistContext
+from rae_framework.engine.draws import step_generator
 from rae_framework.engine.logging import progress
-from rae_framework.engine.stage2 import step_generator
 from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, VelocityFn
 
 STREAM_SAMPLING = 3

@@ -22,15 +22,15 @@ from rae_framework.data.datasets import BatchPlan, PlannedBatches, batch_loader
 from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
 from rae_framework.engine.config import TrainDecoderStage
 from rae_framework.engine.distributed import DistContext, unwrap, wrap_model
+from rae_framework.engine.draws import RowKeys
 from rae_framework.engine.ema import EMA
 from rae_framework.engine.evaluation import reduce_metric
 from rae_framework.engine.logging import RunLogger, progress
 from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
 from rae_framework.engine.sampling import to_uint8
-from rae_framework.engine.stage2 import step_generator
 from rae_framework.errors import TrainingDivergedError
 
-STREAM_STAGE1 = 1000  # + rank: each rank draws its own latent noise and augmentations
+STREAM_STAGE1 = 1000  # latent noise; DiffAugment calls use STREAM_STAGE1 + 1 + call (per global row block)
 
 
 @dataclass
@@ -129,34 +129,49 @@ def reconstruction_loss(recon: torch.Tensor, images: torch.Tensor, stage: TrainD
     return loss, logged
 
 
-def _augmented(parts: Stage1Parts, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return parts.augment(images, generator=generator) if parts.augment is not None else images
+def _augmented(parts: Stage1Parts, images: torch.Tensor, rows: RowKeys, call: int) -> torch.Tensor:
+    """DiffAugment call ``call`` of the step (0: fake for G, 1: real for D, 2: fake for D), keyed by row blocks."""
+    return rows.augment(parts.augment, images, STREAM_STAGE1 + 1 + call) if parts.augment is not None else images
+
+
+def global_adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor,
+                           max_weight: float, context: DistContext) -> torch.Tensor:
+    """``|grad L_rec| / (|grad L_gan| + 1e-6)`` at ``last_layer``, clamped, from the *global* batch's gradients
+    (each rank's gradients averaged), so that the weight does not depend on the world size. The reference
+    computes it from each rank's own gradients (reference: src/train_stage1.py:L68-L78)."""
+    from rae_gan.losses import ADAPTIVE_WEIGHT_EPS
+
+    grads = [torch.autograd.grad(loss, last_layer, retain_graph=True)[0] for loss in (rec_loss, gan_loss)]
+    rec_grad, gan_grad = (context.all_reduce_sum(grad.clone()) / context.world_size for grad in grads)
+    return (rec_grad.norm() / (gan_grad.norm() + ADAPTIVE_WEIGHT_EPS)).clamp(0.0, max_weight).detach()
 
 
 def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
-                   images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                   images: torch.Tensor, rows: RowKeys,
+                   context: DistContext) -> tuple[torch.Tensor, dict[str, float]]:
     """The decoder's loss: reconstruction, plus the adaptive-weighted GAN term once it is active."""
     loss, logged = reconstruction_loss(recon, images, stage, parts.perceptual)
     if state.discriminator is None or stage.gan_weight == 0 or state.step < stage.gan_start_step:
         return loss, logged
-    from rae_gan.losses import adaptive_weight, vanilla_g_loss
+    from rae_gan.losses import vanilla_g_loss
 
-    gan = vanilla_g_loss(state.discriminator(_augmented(parts, recon, generator)).float())
-    weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight)
+    gan = vanilla_g_loss(state.discriminator(_augmented(parts, recon, rows, 0)).float())
+    weight = global_adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight,
+                                    context)
     logged.update(gan=float(gan.detach()), adaptive_weight=float(weight))
     return loss + stage.gan_weight * weight * gan, logged
 
 
 def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
-                       images: torch.Tensor, generator: torch.Generator, context: DistContext) -> dict[str, float]:
+                       images: torch.Tensor, rows: RowKeys, context: DistContext) -> dict[str, float]:
     """One discriminator update on (augmented) real images and detached reconstructions."""
     if state.discriminator is None or state.step < stage.discriminator_start_step:
         return {}
     from rae_gan.losses import DISC_LOSSES
 
     state.disc_optimizer.zero_grad(set_to_none=True)
-    real = state.discriminator(_augmented(parts, images, generator)).float()
-    fake = state.discriminator(_augmented(parts, recon.detach(), generator)).float()
+    real = state.discriminator(_augmented(parts, images, rows, 1)).float()
+    fake = state.discriminator(_augmented(parts, recon.detach(), rows, 2)).float()
     loss = DISC_LOSSES[stage.gan_loss](real, fake)
     loss.backward()
     context.average_gradients(state.discriminator.parameters())  # two forwards per step: no DDP wrapper
@@ -167,19 +182,21 @@ def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecod
 
 
 def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
-                 images: torch.Tensor, manager: CheckpointManager, generator: torch.Generator,
+                 images: torch.Tensor, manager: CheckpointManager, rows: RowKeys,
                  context: DistContext) -> dict[str, float]:
     """Encode (no grad, noisy), decode, one decoder update, one discriminator update, EMA.
 
-    ``generator`` (seeded by seed, rank and step) drives the latent noise and DiffAugment.
+    ``rows`` (this rank's global rows of the step) keys the latent noise and DiffAugment per row block, so
+    the step does not depend on the world size.
     """
     rae.train()
     rae.encoder.eval()
     with torch.no_grad():
-        latents = rae.encode(images, generator=generator)  # (B, C, h, w), noise-augmented in train mode
+        noise = rows.draw(rae.draw_noise, STREAM_STAGE1)
+        latents = rae.encode(images, noise=noise)  # (B, C, h, w), noise-augmented in train mode
     recon = rae.decode(latents)  # (B, 3, H', W')
     images = match_size(images, recon.shape[-2:])
-    loss, logged = generator_loss(state, parts, stage, recon, images, generator)
+    loss, logged = generator_loss(state, parts, stage, recon, images, rows, context)
     finite = context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))  # every rank stops together
     if int(finite.item()) != context.world_size:
         last = manager.latest()
@@ -190,7 +207,7 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     logged["grad_norm"] = clip_gradients(state.decoder.parameters(), stage.optimizer.grad_clip)
     state.optimizer.step()
     state.scheduler.step()
-    logged.update(discriminator_step(state, parts, stage, recon, images, generator, context))
+    logged.update(discriminator_step(state, parts, stage, recon, images, rows, context))
     state.ema.update(unwrap(state.decoder))
     state.step += 1
     return {"loss": float(loss.detach()), **logged}
@@ -262,8 +279,9 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
                              context.rank, context.world_size)
     bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
     for images, _ in batch_loader(dataset, sampler, num_workers):
-        generator = step_generator(seed, STREAM_STAGE1 + context.rank, state.step, context.device)
-        logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, generator, context)
+        share = stage.batch_size // context.world_size
+        rows = RowKeys(seed, state.step, context.rank * share, (context.rank + 1) * share, context.device)
+        logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, rows, context)
         if state.step % stage.log_every == 0 or state.step == stage.steps:
             logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]})
         _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)

@@ -1,8 +1,9 @@
 """Stage 2: flow matching of a denoiser on (cached) RAE latents.
 
-Every random draw of a step (noise, times, label drops) is made for the whole *global* batch from a
-generator seeded by ``(seed, step)``; each rank and each micro-batch takes its slice. Hence single-process,
-gradient accumulation and DDP compute the same mathematical step, and a resumed run the same bits.
+Every random draw of a step (noise, times, label drops) is keyed by ``(seed, step, global row block)`` and
+made on the rank's device for the rank's share only (:mod:`rae_framework.engine.draws`); each micro-batch
+takes its slice. Hence single-process, gradient accumulation and DDP compute the same mathematical step, and
+a resumed run the same bits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rae_framework.data.datasets import BatchPlan
 from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
 from rae_framework.engine.config import TrainDenoiserStage
 from rae_framework.engine.distributed import DistContext, no_sync, unwrap, wrap_model
+from rae_framework.engine.draws import StepDraws, denoiser_draws, draw_step, step_generator  # noqa: F401
 from rae_framework.engine.ema import EMA
 from rae_framework.engine.logging import RunLogger, progress
 from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
@@ -50,34 +52,6 @@ class EncodedLatents:
         images = torch.stack([image for image, _ in pairs])  # (B, 3, H, W)
         labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
         return self.encode(images).float().cpu(), labels
-
-
-def step_generator(seed: int, stream: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator (on ``device``) whose state is a pure function of ``(seed, stream, step)``."""
-    value = ((seed * 1_000_003 + stream) * 1_000_000_007 + step) % (2**63)
-    return torch.Generator(device=device).manual_seed(value)
-
-
-@dataclass(frozen=True)
-class StepDraws:
-    """The random inputs of one global batch: noise ``(B, C, h, w)``, times ``(B,)``, label drops ``(B,)``."""
-
-    noise: torch.Tensor
-    t: torch.Tensor
-    drop: torch.Tensor
-
-    def slice(self, start: int, stop: int, device: torch.device) -> StepDraws:
-        """Rows ``[start, stop)`` on ``device``."""
-        return StepDraws(*(value[start:stop].to(device) for value in (self.noise, self.t, self.drop)))
-
-
-def draw_step(schedule: NoiseSchedule, generator: torch.Generator, batch_size: int,
-              latent_shape: tuple[int, ...], class_dropout: float) -> StepDraws:
-    """Noise first, then times (the reference's order), then the label-drop mask."""
-    noise = torch.randn((batch_size, *latent_shape), generator=generator)
-    t = schedule.sample_time(batch_size, generator=generator).float()
-    drop = torch.rand(batch_size, generator=generator) < class_dropout
-    return StepDraws(noise, t, drop)
 
 
 @dataclass
@@ -202,9 +176,10 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
     bar = progress(stage.steps, "train_denoiser", enabled=context.is_main, initial=state.step)
     while state.step < stage.steps:
         x, y = source.batch(plan.batch(state.step, stage.batch_size, context.rank, context.world_size))
-        draws = draw_step(schedule, step_generator(seed, STREAM_STAGE2, state.step), stage.batch_size,
-                          latent_shape, dropout).slice(context.rank * share, (context.rank + 1) * share,
-                                                       context.device)
+        start = context.rank * share
+        draws = denoiser_draws(schedule, seed=seed, stream=STREAM_STAGE2, step=state.step, start=start,
+                               stop=start + share, latent_shape=latent_shape, class_dropout=dropout,
+                               device=context.device)
         total = accumulate_gradients(train_model, schedule, x.to(context.device), y.to(context.device), draws,
                                      stage, context)
         loss = float(context.all_reduce_sum(total)) / stage.batch_size
