@@ -7,7 +7,7 @@ Run directory::
     tensorboard/                  the same scalars as TensorBoard events
     checkpoints/<stage>/step_N/   training checkpoints (model/ema/... .safetensors + state.pt), keep-last-N
     checkpoints/*.safetensors     final weights: decoder(_ema), latent_stats, denoiser(_ema)
-    latent_cache/                 the encoded training set (memory-mapped .npy), reused while its key matches
+    latent_cache/<key>/           the encoded training set (memory-mapped .npy), when no shared cache folder is set
     reconstructions/step_N.png    stage 1: held-out originals (top) over EMA reconstructions (bottom)
     samples/samples.npz, grid.png ADM layout (arr_0 uint8 (N, H, W, 3), arr_1 int64); one grid row per class
     metrics.json                  evaluation results

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from rae_framework.config import ComponentConfig
+from rae_framework.data.cache_plan import LatentCacheConfig
 
 
 DIFFAUG_POLICY_PATTERN = r"^(|(color|translation|cutout)(,(color|translation|cutout))*)$"
@@ -93,7 +94,9 @@ class TrainDenoiserStage(ComponentConfig):
                               "the step's seeded generator (identical under resume, accumulation and DDP) and the "
                               "denoiser runs with its own random drop off; 'model': the denoiser's train mode "
                               "drops labels itself (class_dropout unused).")
-    latent_cache: bool = Field(True, description="Encode the dataset once (with flips) and train from disk.")
+    latent_cache: LatentCacheConfig = Field(default_factory=LatentCacheConfig,
+                                            description="Encode the dataset once and train from disk: enabled, "
+                                                        "dtype, flips, folder (true/false = enabled).")
     checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
     keep_last: int = Field(2, gt=0, description="Checkpoints kept.")
     log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")

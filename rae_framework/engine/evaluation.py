@@ -8,7 +8,8 @@ Two families, told apart by :func:`is_reconstruction_metric`:
   empty ``reference`` setting also get the reference images (``stages.evaluate.reference``: ADM ``.npz``
   ``arr_0`` or an image folder; else the held-out split) as ``reference``.
 
-Every rank handles a shard; mergeable metric states are reduced ("sum" all-reduced, "cat" gathered).
+Every rank reads its contiguous share of the images batch by batch (never a whole collection); mergeable
+metric states are reduced ("sum" all-reduced, "cat" gathered); under DDP a metric without one is an error.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from rae_framework.data.datasets import center_crop_arr, list_image_folder
+from rae_framework.data.image_rows import ImageRows, NpzImages, image_batches, rank_span
 from rae_framework.engine.distributed import DistContext
 from rae_framework.errors import ConfigError
 
@@ -51,33 +51,14 @@ def wants_reference_images(metric) -> bool:
     return hasattr(metric.config, "reference") and metric.config.reference is None
 
 
-def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-
-
-def load_reference_images(path: str | Path, image_size: int) -> torch.Tensor:
-    """Reference images ``(N, 3, S, S)`` from an ADM ``.npz`` (``arr_0``) or a folder (centre-cropped)."""
-    path = Path(path)
-    if path.suffix == ".npz":
-        with np.load(path) as data:
-            if "arr_0" not in data:
-                raise ConfigError(f"stages.evaluate.reference: {path} has no 'arr_0' images (ADM layout)")
-            return uint8_to_tensor(data["arr_0"])
-    from PIL import Image
-
-    files = list_image_folder(path)[0] if any(p.is_dir() for p in path.iterdir()) else sorted(path.iterdir())
-    arrays = []
-    for file in files:
-        with Image.open(file) as image:
-            arrays.append(np.asarray(center_crop_arr(image.convert("RGB"), image_size)))
-    return uint8_to_tensor(np.stack(arrays))
-
-
 def reduce_metric(metric, context: DistContext):
     """Combine a metric's mergeable state across ranks (``state_tensors``/``state_reductions`` protocol)."""
-    if not context.enabled or not hasattr(metric, "state_tensors"):
+    if not context.enabled:
         return metric
+    if not hasattr(metric, "state_tensors"):
+        raise ConfigError(f"metric {type(metric).__name__} has no mergeable state (state_tensors / "
+                          f"load_state_tensors): under {context.world_size} processes it would report rank 0's "
+                          "share only; run evaluate in one process or give the metric a mergeable state")
     reductions = getattr(metric, "state_reductions", {})
     reduced = {}
     for name, value in metric.state_tensors().items():
@@ -91,29 +72,30 @@ def reduce_metric(metric, context: DistContext):
     return metric
 
 
-def _update_batches(metric, tensors: torch.Tensor, role: str, batch_size: int, device: torch.device) -> None:
-    for start in range(0, tensors.shape[0], batch_size):
-        metric.update(**{role: tensors[start:start + batch_size].to(device)})
+def _update_batches(metric, rows: ImageRows, span: range, role: str, batch_size: int, device: torch.device) -> None:
+    for images in image_batches(rows, span, batch_size):
+        metric.update(**{role: images.to(device)})
 
 
-def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, reference: torch.Tensor,
+def evaluate_metric(name: str, metric, *, samples: ImageRows | None, reference: ImageRows,
                     reconstruct: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int,
                     context: DistContext) -> dict[str, float]:
-    """One metric over this rank's shards, reduced over ranks, computed."""
+    """One metric over this rank's contiguous shares, read batch by batch, reduced over ranks, computed."""
     metric.reset()
-    shard = reference[context.rank::context.world_size]
+    shard = rank_span(len(reference), context.rank, context.world_size)
     if is_reconstruction_metric(name, metric):
         if reconstruct is None:
             raise ConfigError(f"metric '{name}' needs the autoencoder (encoder and decoder) to reconstruct")
-        for start in range(0, shard.shape[0], batch_size):
-            originals = shard[start:start + batch_size].to(context.device)
+        for originals in image_batches(reference, shard, batch_size):
+            originals = originals.to(context.device)
             metric.update(generated=reconstruct(originals), reference=originals)
     else:
         if samples is None:
             raise ConfigError(f"metric '{name}' needs samples: run the sample stage first")
-        _update_batches(metric, samples[context.rank::context.world_size], "generated", batch_size, context.device)
+        mine = rank_span(len(samples), context.rank, context.world_size)
+        _update_batches(metric, samples, mine, "generated", batch_size, context.device)
         if wants_reference_images(metric):
-            _update_batches(metric, shard, "reference", batch_size, context.device)
+            _update_batches(metric, reference, shard, "reference", batch_size, context.device)
     return reduce_metric(metric, context).compute()
 
 
@@ -125,9 +107,6 @@ def write_metrics(path: Path, results: dict[str, float]) -> None:
     os.replace(temp, path)
 
 
-def load_samples(path: Path) -> torch.Tensor | None:
-    """``samples.npz``'s images as ``(N, 3, H, W)`` floats, or None when absent."""
-    if not path.is_file():
-        return None
-    with np.load(path) as data:
-        return uint8_to_tensor(data["arr_0"])
+def load_samples(path: Path) -> NpzImages | None:
+    """``samples.npz``'s images, read by rows on demand, or None when absent."""
+    return NpzImages(path, "samples") if path.is_file() else None

@@ -1,13 +1,13 @@
 """Sampling stage: class labels -> noise -> guided integration -> RAE decode -> ``samples.npz`` + ``grid.png``.
 
 Batch ``k`` of the global label list uses noise from a generator seeded by ``(seed, k)`` and is produced by
-rank ``k % world_size``; ranks write their batches to part files that rank 0 merges in batch order, so
-the result does not depend on the number of processes.
+rank ``k % world_size``; ranks write their batches to uint8 shard files that rank 0 streams into
+``samples.npz`` in batch order, so the result does not depend on the number of processes and no process
+holds more than a batch of images.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rae_framework.data.sample_shards import ShardLayout, ShardWriter, grid_rows, merge_shards
 from rae_framework.engine.config import SampleStage
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.draws import step_generator
@@ -59,59 +60,42 @@ def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler
     return to_uint8(decode(result.samples))
 
 
-def save_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int, max_classes: int) -> None:
-    """``grid.png``: one row per class (first ``max_classes`` classes present), ``columns`` samples each."""
-    classes = [int(c) for c in np.unique(labels)][:max_classes]
-    height, width = images.shape[1:3]
-    grid = np.full((len(classes) * height, columns * width, 3), 255, dtype=np.uint8)
-    for row, label in enumerate(classes):
-        for column, index in enumerate(np.flatnonzero(labels == label)[:columns]):
-            grid[row * height:(row + 1) * height, column * width:(column + 1) * width] = images[index]
+def save_grid(samples: Path, labels: np.ndarray, path: Path, columns: int, max_classes: int) -> None:
+    """``grid.png``: one row per class (first ``max_classes`` classes present), ``columns`` samples each,
+    read from ``samples`` (only the rows shown)."""
+    classes, picked = grid_rows(samples, labels, columns, max_classes)  # (K, columns, H, W, 3)
+    rows, _, height, width, _ = picked.shape
+    grid = picked.transpose(0, 2, 1, 3, 4).reshape(rows * height, columns * width, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
-
-
-def write_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Atomically write ``arr_0`` uint8 ``(N, H, W, 3)`` and ``arr_1`` int64 ``(N,)``."""
-    temp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(temp, arr_0=images, arr_1=labels.astype(np.int64))
-    os.replace(temp, path)
-
-
-def _merge_parts(folder: Path, world_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the ranks' part files in global batch order, then delete them."""
-    parts = [np.load(folder / f".part_{rank}.npz") for rank in range(world_size)]
-    batches = sorted((int(k), rank, i) for rank, part in enumerate(parts) for i, k in enumerate(part["batches"]))
-    images = np.concatenate([parts[rank][f"images_{i}"] for _, rank, i in batches])
-    labels = np.concatenate([parts[rank][f"labels_{i}"] for _, rank, i in batches])
-    for rank in range(world_size):
-        (folder / f".part_{rank}.npz").unlink()
-    return images, labels
 
 
 def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
                  stage: SampleStage, out_folder: str | Path, *, seed: int, guidance: Guidance | None = None,
                  guide: Denoiser | None = None, context: DistContext | None = None) -> Path | None:
-    """Generate every label's sample into ``out_folder/samples.npz`` and ``grid.png``; returns the npz path."""
+    """Generate every label's sample into ``out_folder/samples.npz`` and ``grid.png``; returns the npz path.
+
+    Each rank writes its batches into its own uint8 shard as they come; rank 0 streams the shards into
+    ``samples.npz`` (:mod:`rae_framework.data.sample_shards`): memory is one batch, whatever the count."""
     context, folder = context or DistContext(), Path(out_folder)
     folder.mkdir(parents=True, exist_ok=True)
     labels = sample_labels(stage, denoiser.num_classes, seed)
-    mine = list(range(context.rank, -(-len(labels) // stage.batch_size), context.world_size))
-    arrays: dict[str, np.ndarray] = {"batches": np.asarray(mine, dtype=np.int64)}
+    layout = ShardLayout(len(labels), stage.batch_size, context.world_size)
+    writer, mine = None, layout.batches(context.rank)
     bar = progress(len(mine), "sample", enabled=context.is_main)
-    for i, k in enumerate(mine):
-        batch_labels = labels[k * stage.batch_size:(k + 1) * stage.batch_size]
-        arrays[f"images_{i}"] = generate_batch(denoiser, schedule, sampler, decode, batch_labels,
-                                               step_generator(seed, STREAM_SAMPLING, k), guidance=guidance,
-                                               guide=guide, device=context.device)
-        arrays[f"labels_{i}"] = batch_labels.numpy()
+    for k in mine:
+        images = generate_batch(denoiser, schedule, sampler, decode, labels[layout.rows(k).start:layout.rows(k).stop],
+                                step_generator(seed, STREAM_SAMPLING, k), guidance=guidance, guide=guide,
+                                device=context.device)  # (b, H, W, 3) uint8
+        writer = writer or ShardWriter(folder, layout, context.rank, images.shape[1:])
+        writer.write(k, images)
         bar.update(1)
     bar.close()
-    np.savez(folder / f".part_{context.rank}.npz", **arrays)
+    if writer is not None:
+        writer.close()
     context.barrier()
     if not context.is_main:
         return None
-    images, all_labels = _merge_parts(folder, context.world_size)
-    write_npz(folder / "samples.npz", images, all_labels)
-    save_grid(images, all_labels, folder / "grid.png", stage.grid_columns, stage.grid_max_classes)
+    merge_shards(folder, layout, labels.numpy(), folder / "samples.npz")
+    save_grid(folder / "samples.npz", labels.numpy(), folder / "grid.png", stage.grid_columns, stage.grid_max_classes)
     return folder / "samples.npz"

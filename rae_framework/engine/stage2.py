@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from rae_framework.data.datasets import BatchPlan
+from rae_framework.data.datasets import BatchPlan, PlannedBatches
 from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
 from rae_framework.engine.config import TrainDenoiserStage
 from rae_framework.engine.distributed import DistContext, no_sync, unwrap, wrap_model
@@ -38,20 +38,6 @@ class LatentSource(Protocol):
 
     def batch(self, items: list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents and labels of the items."""
-
-
-class EncodedLatents:
-    """A :class:`LatentSource` that runs the encoder on every batch (no cache)."""
-
-    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], dataset) -> None:
-        self.encode, self.dataset, self.num_samples = encode, dataset, len(dataset)
-
-    def batch(self, items: list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode, augment and encode the items' images."""
-        pairs = [self.dataset[item] for item in items]
-        images = torch.stack([image for image, _ in pairs])  # (B, 3, H, W)
-        labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
-        return self.encode(images).float().cpu(), labels
 
 
 @dataclass
@@ -173,6 +159,9 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
     plan, (share, _) = BatchPlan(source.num_samples, seed, flips), _micro_batches(stage, context)
     latent_shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
     dropout = stage.class_dropout if stage.label_dropout == "engine" else 0.0
+    if hasattr(source, "follow"):  # a prefetching source loads the rest of this rank's plan ahead
+        source.follow(PlannedBatches(plan, stage.batch_size, state.step, stage.steps, context.rank,
+                                     context.world_size))
     bar = progress(stage.steps, "train_denoiser", enabled=context.is_main, initial=state.step)
     while state.step < stage.steps:
         x, y = source.batch(plan.batch(state.step, stage.batch_size, context.rank, context.world_size))

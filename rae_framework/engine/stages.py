@@ -13,9 +13,12 @@ import torch
 from safetensors.torch import load_file
 
 from rae_framework.data.datasets import build_dataset
+from rae_framework.data.image_rows import DatasetImages, reference_images
+from rae_framework.data.cache_plan import cache_folder
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
+from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages
 from rae_framework.engine.checkpoints import module_tensors, save_weights
-from rae_framework.engine.evaluation import (build_metric, evaluate_metric, load_reference_images, load_samples,
+from rae_framework.engine.evaluation import (build_metric, evaluate_metric, load_samples,
                                              write_metrics)
 from rae_framework.engine.latent_statistics_stage import STATISTICS_FILE, compute_latent_statistics
 from rae_framework.engine.logging import RunLogger
@@ -23,7 +26,7 @@ from rae_framework.engine.run_state import RunState, json_sha256
 from rae_framework.engine.sampling import run_sampling
 from rae_framework.engine.statistics import load_statistics
 from rae_framework.engine.stage1 import Stage1Parts, reconstruct, train_decoder
-from rae_framework.engine.stage2 import EncodedLatents, train_denoiser
+from rae_framework.engine.stage2 import train_denoiser
 from rae_framework.errors import ConfigError
 
 DECODER_FILE, DECODER_EMA_FILE = "decoder.safetensors", "decoder_ema.safetensors"
@@ -64,11 +67,13 @@ def build_rae(state: RunState, *, trained_decoder: bool = True, computed_statist
     return rae.to(state.context.device).eval()
 
 
-def encode_fn(rae, device: torch.device):
-    """``images (B, 3, H, W) in [0, 1] -> normalised latents (B, C, h, w)``, eval mode, no grad."""
+def encode_fn(rae, device: torch.device, precision: str = "no"):
+    """``images (B, 3, H, W) in [0, 1] -> normalised latents (B, C, h, w)`` float32, eval mode, no grad, on
+    ``device`` (under bf16 autocast when ``precision`` is ``bf16``)."""
     def encode(images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return rae.encode(images.to(device))
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        with torch.no_grad(), autocast:
+            return rae.encode(images.to(device)).float()
     return encode
 
 
@@ -129,35 +134,48 @@ def run_latent_stats(state: RunState, logger: RunLogger, *, resume: bool = True)
     return [path]
 
 
-def latent_source(state: RunState, rae, stage, logger: RunLogger):
-    """The memory-mapped latent cache (built when missing or stale), or on-the-fly encoding."""
+def cache_key(state: RunState, flips: bool, dtype: str) -> str:
+    """What a latent cache depends on: encoder, data, autoencoder settings, statistics, flips, storage dtype
+    (not the run's seed: runs with other seeds share the cache)."""
+    stats, data = state.record("latent_stats"), state.assembly.data
+    return json_sha256({"data": data.model_dump(exclude={"num_workers"}),
+                        "encoder": state.assembly.resolved()["components"]["encoder"],
+                        "autoencoder": state.assembly.autoencoder.model_dump(),
+                        "statistics": stats.output_hash if stats else None, "flips": flips, "dtype": dtype})
+
+
+def latent_source(state: RunState, rae, stage, logger: RunLogger) -> tuple[LoadedLatents, bool]:
+    """``(source, flips)``: the shared latent cache (built when missing), or on-the-fly encoding; both
+    loaded by ``data.num_workers`` DataLoader workers ahead of the step."""
     data, dataset = state.assembly.data, build_dataset(state.assembly.data, "train")
-    encode = encode_fn(rae, state.context.device)
-    if not stage.latent_cache:
-        return EncodedLatents(encode, dataset)
-    stats = state.record("latent_stats")
-    key = json_sha256({"seed": state.assembly.seed, "data": data.model_dump(),
-                       "encoder": state.assembly.resolved()["components"]["encoder"],
-                       "autoencoder": state.assembly.autoencoder.model_dump(),
-                       "statistics": stats.output_hash if stats else None})
-    folder = state.out_dir / "latent_cache"
-    if LatentCache.is_complete(folder, key):
-        return LatentCache(folder)
-    logger.info(f"train_denoiser: encoding {len(dataset)} images into the latent cache {folder}")
-    shape = tuple(state.assembly.latent_shape)
-    return build_latent_cache(folder, encode, dataset, latent_shape=shape, flips=data.horizontal_flip, key=key,
-                              batch_size=state.assembly.stages.latent_stats.batch_size
-                              if state.assembly.stages.latent_stats else 64, context=state.context)
+    settings, device = LoaderSettings(num_workers=data.num_workers), state.context.device
+    config = stage.latent_cache
+    if not config.enabled:
+        encode = encode_fn(rae, device, stage.mixed_precision)
+        return LoadedLatents(StackImages(dataset), len(dataset), encode, device, settings), data.horizontal_flip
+    flips = config.uses_flips(data.horizontal_flip)
+    key = cache_key(state, flips, config.dtype)
+    folder = cache_folder(config, state.out_dir, key)
+    if not LatentCache.is_complete(folder, key):
+        logger.info(f"train_denoiser: latent cache {folder} ({len(dataset)} images, flips {flips}, {config.dtype})")
+    batch_size = state.assembly.stages.latent_stats.batch_size if state.assembly.stages.latent_stats else 64
+    cache = build_latent_cache(folder, encode_fn(rae, device, stage.mixed_precision), dataset,
+                               latent_shape=tuple(state.assembly.latent_shape), flips=flips, key=key,
+                               batch_size=batch_size, context=state.context, dtype=config.dtype, loader=settings)
+    return LoadedLatents(cache.rows, cache.num_samples, _identity, device, settings), flips
+
+
+def _identity(latents: torch.Tensor) -> torch.Tensor:
+    return latents
 
 
 def run_train_denoiser(state: RunState, logger: RunLogger, *, resume: bool = True) -> list[Path]:
     """Stage 2 -> ``checkpoints/denoiser.safetensors`` and ``denoiser_ema.safetensors``."""
     stage = state.assembly.stages.train_denoiser
-    source = latent_source(state, build_rae(state, trained_decoder=False), stage, logger)
+    source, flips = latent_source(state, build_rae(state, trained_decoder=False), stage, logger)
     result = train_denoiser(state.component("denoiser"), state.component("schedule"), source, stage,
                             checkpoint_dir=state.checkpoint_dir("train_denoiser"), seed=state.assembly.seed,
-                            logger=logger, context=state.context, resume=resume,
-                            flips=state.assembly.data.horizontal_flip)
+                            logger=logger, context=state.context, resume=resume, flips=flips)
     return _save_final(state, {DENOISER_FILE: module_tensors(result.model),
                                DENOISER_EMA_FILE: module_tensors(result.ema.model)})
 
@@ -200,8 +218,8 @@ def run_evaluate(state: RunState, logger: RunLogger, *, resume: bool = True) -> 
     """Every metric named in ``stages.evaluate.metrics`` -> ``metrics.json``."""
     del resume
     stage = state.assembly.stages.evaluate
-    reference = (load_reference_images(stage.reference, state.assembly.data.image_size)
-                 if stage.reference else holdout_images(state))
+    reference = (reference_images(stage.reference, state.assembly.data.image_size) if stage.reference
+                 else DatasetImages(build_dataset(state.assembly.data, "holdout")))
     samples = load_samples(state.out_dir / "samples" / "samples.npz")
     needs_rae = state.has("encoder") and state.has("decoder")
     rae = build_rae(state) if needs_rae else None
