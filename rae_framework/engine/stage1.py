@@ -18,7 +18,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from rae_framework.data.datasets import BatchPlan, PlannedBatches, batch_loader
+from rae_framework.data.datasets import BatchPlan, PlannedBatches
+from rae_framework.data.loading import LoaderSettings, StackImages, planned_loader, to_device
 from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
 from rae_framework.engine.config import TrainDecoderStage
 from rae_framework.engine.distributed import DistContext, unwrap, wrap_model
@@ -278,10 +279,10 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
     sampler = PlannedBatches(BatchPlan(len(dataset), seed, flips), stage.batch_size, state.step, stage.steps,
                              context.rank, context.world_size)
     bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
-    for images, _ in batch_loader(dataset, sampler, num_workers):
+    for _, images, _ in planned_loader(StackImages(dataset), sampler, LoaderSettings(num_workers)):
         share = stage.batch_size // context.world_size
         rows = RowKeys(seed, state.step, context.rank * share, (context.rank + 1) * share, context.device)
-        logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, rows, context)
+        logged = decoder_step(rae, state, parts, stage, to_device(images, context.device), manager, rows, context)
         if state.step % stage.log_every == 0 or state.step == stage.steps:
             logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]})
         _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)

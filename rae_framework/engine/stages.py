@@ -130,7 +130,7 @@ def run_latent_stats(state: RunState, logger: RunLogger, *, resume: bool = True)
     path = state.checkpoints / STATISTICS_FILE
     rae = build_rae(state, trained_decoder=False, computed_statistics=False)
     compute_latent_statistics(rae, build_dataset(state.assembly.data, "train"), path, batch_size=stage.batch_size,
-                              context=state.context, logger=logger)
+                              context=state.context, logger=logger, num_workers=state.assembly.data.num_workers)
     return [path]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +82,23 @@ def test_a_resumed_run_prefetches_from_its_checkpoint_step(tmp_path):
     resumed = train(tmp_path / "part", 2, steps=6)  # continues from step 3's checkpoint
     for key, value in whole.items():
         assert torch.equal(resumed[key], value), key
+
+
+def test_latent_statistics_with_workers_equal_those_without(tmp_path):
+    from doubles import tiny_rae
+
+    from rae_framework.engine.distributed import DistContext
+    from rae_framework.engine.latent_statistics_stage import compute_latent_statistics
+
+    from rae_framework.data.datasets import DigitsDataset
+
+    dataset, results = DigitsDataset(16, np.arange(40)), []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        logger = RunLogger(tmp_path / str(workers), tensorboard=False)
+        results.append(compute_latent_statistics(tiny_rae(), dataset, tmp_path / f"{workers}.safetensors",
+                                                 batch_size=16, context=DistContext(), logger=logger,
+                                                 num_workers=workers))
+        logger.close()
+    assert results[0].count == results[1].count == 40
+    assert torch.equal(results[0].mean, results[1].mean) and torch.equal(results[0].var, results[1].var)
