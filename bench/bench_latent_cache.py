@@ -27,8 +27,8 @@ from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImage
 from rae_framework.engine.distributed import DistContext  # noqa: E402
 from rae_framework.engine.logging import RunLogger  # noqa: E402
 from rae_framework.engine.run_state import RunState  # noqa: E402
-from rae_framework.engine.stage2 import train_denoiser  # noqa: E402
-from rae_framework.engine.stages import build_rae, encode_fn  # noqa: E402
+from rae_framework.engine import build_rae, encode_fn  # noqa: E402
+from rae_stages.train_denoiser import train_denoiser  # noqa: E402
 
 DEFAULT_ASSEMBLY = """
 name: bench-latent-cache

@@ -16,7 +16,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from rae_framework.data.cache_plan import IMAGE_SUFFIXES
-from rae_framework.engine.config import DataConfig
+from rae_framework.data.config import DataConfig
 from rae_framework.errors import ConfigError
 
 SPLIT_SEED = 20251014  # fixed, so that every run seed sees the same train/holdout split

@@ -3,19 +3,20 @@
 An ``.npz`` is a zip of ``.npy`` members. :class:`NpzArray` reads rows of one member: memory-mapped where
 the member is stored uncompressed (``np.savez``, the ADM reference batches, our own writer), streamed
 through the zip otherwise. :func:`write_npz` writes members from iterables of row chunks straight into
-the zip (the ``.npy`` header first, then the rows), atomically (temp file, then rename). Used for
+the zip (the ``.npy`` header first, then the rows), atomically (:func:`rae_framework.files.atomic_write`). Used for
 ``samples/samples.npz`` (ADM layout: ``arr_0`` uint8 ``(N, H, W, 3)``, ``arr_1`` int64 ``(N,)``).
 """
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from rae_framework.files import atomic_write
 
 LOCAL_HEADER_BYTES = 30  # fixed part of a zip local file header
 
@@ -109,14 +110,9 @@ def _write_member(archive: zipfile.ZipFile, name: str, member: Member) -> None:
 
 def write_npz(path: str | Path, members: dict[str, Member]) -> Path:
     """Write ``members`` (name -> :class:`Member`) into an uncompressed ``.npz`` at ``path``, atomically."""
-    path = Path(path)
-    temp = path.with_name(f".{path.stem}.tmp.npz")
-    try:
+    def write(temp: Path) -> None:
         with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, member in members.items():
                 _write_member(archive, name, member)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    os.replace(temp, path)
-    return path
+
+    return atomic_write(path, write)

@@ -95,12 +95,11 @@ def merge_shards(folder: Path, layout: ShardLayout, labels: np.ndarray, out: Pat
     return out
 
 
-def grid_rows(samples: Path, labels: np.ndarray, columns: int, max_classes: int) -> tuple[list[int], np.ndarray]:
-    """``(classes, images (len(classes), columns, H, W, 3))`` for ``grid.png``, reading only those rows."""
+def grid_rows(samples: Path, labels: np.ndarray, columns: int, max_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (M, H, W, 3), labels (M,))``: the rows ``grid.png`` shows (the first ``columns`` of each of
+    the first ``max_classes`` classes), read one by one from ``samples``."""
     array = NpzArray.open(samples)
     classes = [int(c) for c in np.unique(labels)][:max_classes]
-    picked = np.full((len(classes), columns, *array.shape[1:]), 255, dtype=np.uint8)  # white: missing samples
-    for row, label in enumerate(classes):
-        for column, index in enumerate(np.flatnonzero(labels == label)[:columns]):
-            picked[row, column] = array.read(int(index), int(index) + 1)[0]
-    return classes, picked
+    picked = np.concatenate([np.flatnonzero(labels == label)[:columns] for label in classes]).astype(np.int64)
+    images = np.stack([array.read(int(index), int(index) + 1)[0] for index in picked])
+    return images, labels[picked]

@@ -15,7 +15,7 @@ import torch
 from rae_framework.data import cache_plan, latent_cache
 from rae_framework.data.cache_plan import LatentCacheConfig, cache_bytes, cache_folder, check_space
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
-from rae_framework.engine.config import TrainDenoiserStage
+from rae_stages.configs import TrainDenoiserStage
 from rae_framework.errors import ConfigError
 
 

@@ -12,9 +12,11 @@ import torch
 from rae_framework.data.datasets import BatchPlan, PlannedBatches, build_dataset
 from rae_framework.data.loading import (LoadedLatents, LoaderSettings, PrefetchedBatches, StackImages,
                                         planned_loader)
-from rae_framework.engine.config import DataConfig, OptimizerConfig, TrainDenoiserStage
+from rae_framework.config import OptimizerConfig
+from rae_framework.data.config import DataConfig
 from rae_framework.engine.logging import RunLogger
-from rae_framework.engine.stage2 import train_denoiser
+from rae_stages.configs import TrainDenoiserStage
+from rae_stages.train_denoiser import train_denoiser
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 from doubles import DenoiserDoubleConfig, LinearSchedule, TinyDenoiser  # noqa: E402
@@ -88,7 +90,7 @@ def test_latent_statistics_with_workers_equal_those_without(tmp_path):
     from doubles import tiny_rae
 
     from rae_framework.engine.distributed import DistContext
-    from rae_framework.engine.latent_statistics_stage import compute_latent_statistics
+    from rae_stages.latent_stats import compute_latent_statistics
 
     from rae_framework.data.datasets import DigitsDataset
 

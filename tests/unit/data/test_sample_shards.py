@@ -28,9 +28,9 @@ def test_sharded_samples_merge_into_the_same_npz(tmp_path, world_size):
         assert np.array_equal(data["arr_0"][:, 0, 0, 0], np.arange(23, dtype=np.uint8))
         assert np.array_equal(data["arr_1"], labels) and data["arr_1"].dtype == np.int64
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.npz"]
-    classes, picked = grid_rows(tmp_path / "samples.npz", labels, columns=6, max_classes=3)
-    assert classes == [0, 1, 2] and picked.shape == (3, 6, 4, 3, 3)
-    assert list(picked[1, :, 0, 0, 0]) == [1, 6, 11, 16, 21, 255]  # class 1's rows, then white
+    images, picked = grid_rows(tmp_path / "samples.npz", labels, columns=6, max_classes=3)
+    assert picked.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and images.shape == (15, 4, 3, 3)
+    assert list(images[5:10, 0, 0, 0]) == [1, 6, 11, 16, 21]  # class 1's rows (5 of the 6 columns)
 
 
 def test_layout_gives_each_rank_every_world_size_th_batch():

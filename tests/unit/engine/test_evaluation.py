@@ -11,18 +11,17 @@ from PIL import Image
 
 from rae_framework.engine.distributed import DistContext
 from rae_framework.data.image_rows import reference_images
-from rae_framework.engine.evaluation import evaluate_metric, is_reconstruction_metric, reduce_metric, write_metrics
 from rae_framework.errors import ConfigError
+from rae_stages.evaluate import evaluate_metric, write_metrics
 
 
 class Recorder:
     """Records what the evaluation loop feeds it."""
 
-    def __init__(self, key=None, paired=None, reference=None, has_reference=True):
+    def __init__(self, key=None, paired=False, reference=None, has_reference=True):
         settings = {"key": key, **({"reference": reference} if has_reference else {})}
         self.config = type("Config", (), settings)()
-        if paired is not None:
-            self.paired = paired
+        self.paired = paired
         self.reset()
 
     def reset(self):
@@ -57,11 +56,14 @@ def load_reference_images(path, size):
     return rows.read(0, len(rows))
 
 
-def test_metric_families():
-    assert is_reconstruction_metric("psnr", Recorder()) and is_reconstruction_metric("ssim", Recorder())
-    assert is_reconstruction_metric("rfid", Recorder(key="rfid"))
-    assert not is_reconstruction_metric("gfid", Recorder(key="gfid"))
-    assert is_reconstruction_metric("custom", Recorder(paired=True))
+def test_the_metrics_own_declaration_decides_its_family_whatever_its_name():
+    samples, reference = Rows(torch.rand(4, 3, 4, 4)), Rows(torch.rand(3, 3, 4, 4))
+    generation = evaluate_metric("psnr", Recorder(paired=False), samples=samples, reference=reference,
+                                 reconstruct=lambda x: x, batch_size=2, context=DistContext())
+    assert generation == {"n_generated": 4, "n_reference": 3}
+    paired = evaluate_metric("gfid", Recorder(paired=True), samples=None, reference=reference,
+                             reconstruct=lambda x: x, batch_size=2, context=DistContext())
+    assert paired == {"n_generated": 3, "n_reference": 3}
 
 
 def test_generation_metric_gets_all_samples_and_references():
@@ -80,7 +82,7 @@ def test_generation_metric_gets_all_samples_and_references():
 
 
 def test_reconstruction_metric_pairs_reconstructions_with_originals():
-    metric, reference = Recorder(), torch.rand(5, 3, 4, 4)
+    metric, reference = Recorder(paired=True), torch.rand(5, 3, 4, 4)
     evaluate_metric("psnr", metric, samples=None, reference=Rows(reference), reconstruct=lambda x: 1 - x, batch_size=2,
                     context=DistContext())
     assert torch.equal(torch.cat(metric.reference), reference)
@@ -112,6 +114,8 @@ def test_metrics_json_is_merged(tmp_path):
 class Stateless(Recorder):
     """A recorder with an (empty) mergeable state, so a simulated rank reduces nothing."""
 
+    state_reductions = {"unused": "sum"}
+
     def state_tensors(self):
         return {}
 
@@ -124,9 +128,3 @@ def test_each_rank_reads_only_its_contiguous_share():
     evaluate_metric("gfid", Stateless(key="gfid"), samples=samples, reference=reference, reconstruct=None,
                     batch_size=2, context=DistContext(rank=1, world_size=2, device=torch.device("cpu")))
     assert samples.reads == [(3, 5), (5, 7)] and reference.reads == [(2, 4), (4, 5)]
-
-
-def test_a_metric_without_a_mergeable_state_is_an_error_under_ddp():
-    assert reduce_metric(Recorder(), DistContext()) is not None  # one process: nothing to merge
-    with pytest.raises(ConfigError, match="Recorder has no mergeable state"):
-        reduce_metric(Recorder(), DistContext(rank=0, world_size=2, device=torch.device("cpu")))

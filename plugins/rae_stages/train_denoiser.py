@@ -1,4 +1,4 @@
-"""Stage 2: flow matching of a denoiser on (cached) RAE latents.
+"""Stage ``train_denoiser`` (stage 2): flow matching of a denoiser on (cached) RAE latents.
 
 Every random draw of a step (noise, times, label drops) is keyed by ``(seed, step, global row block)`` and
 made on the rank's device for the rank's share only (:mod:`rae_framework.engine.draws`); each micro-batch
@@ -17,16 +17,17 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from rae_framework.data.datasets import BatchPlan, PlannedBatches
-from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
-from rae_framework.engine.config import TrainDenoiserStage
-from rae_framework.engine.distributed import DistContext, no_sync, unwrap, wrap_model
-from rae_framework.engine.draws import StepDraws, denoiser_draws, draw_step, step_generator  # noqa: F401
-from rae_framework.engine.ema import EMA
-from rae_framework.engine.logging import RunLogger, progress
-from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from rae_framework.data.cache_plan import cache_folder
+from rae_framework.data.datasets import BatchPlan, PlannedBatches, build_dataset
+from rae_framework.data.latent_cache import LatentCache, build_latent_cache
+from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages
+from rae_framework.engine import (CheckpointManager, DistContext, EMA, RunLogger, RunState, StepDraws,
+                                  build_optimizer, build_rae, build_scheduler, clip_gradients, denoiser_draws,
+                                  encode_fn, json_sha256, module_tensors, no_sync, progress, rng_state,
+                                  save_final_weights, set_rng_state, unwrap, wrap_model)
 from rae_framework.errors import ConfigError, TrainingDivergedError
-from rae_framework.interfaces import Denoiser, NoiseSchedule
+from rae_framework.interfaces import Denoiser, NoiseSchedule, Stage
+from rae_stages.configs import TrainDenoiserStage
 
 STREAM_STAGE2 = 2  # generator stream id, so stage-1 and stage-2 draws never coincide
 
@@ -187,8 +188,58 @@ def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger
     """Log every ``log_every`` steps; checkpoint every ``checkpoint_every`` steps and at the end."""
     if state.step % stage.log_every == 0 or state.step == stage.steps:
         lr = state.scheduler.get_last_lr()[0]
-        logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr})
+        logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr},
+                       total=stage.steps)
     if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
         if context.is_main:
             state.save(manager)
         context.barrier()
+
+
+def cache_key(run: RunState, flips: bool, dtype: str) -> str:
+    """What a latent cache depends on: encoder, data, autoencoder settings, statistics, flips, storage dtype
+    (not the run's seed: runs with other seeds share the cache)."""
+    stats, data = run.record("latent_stats"), run.assembly.data
+    return json_sha256({"data": data.model_dump(exclude={"num_workers"}),
+                        "encoder": run.assembly.resolved()["components"]["encoder"],
+                        "autoencoder": run.assembly.autoencoder.model_dump(),
+                        "statistics": stats.output_hash if stats else None, "flips": flips, "dtype": dtype})
+
+
+def latent_source(run: RunState, rae, stage: TrainDenoiserStage) -> tuple[LoadedLatents, bool]:
+    """``(source, flips)``: the shared latent cache (built when missing), or on-the-fly encoding; both
+    loaded by ``data.num_workers`` DataLoader workers ahead of the step."""
+    data, dataset = run.assembly.data, build_dataset(run.assembly.data, "train")
+    settings, device = LoaderSettings(num_workers=data.num_workers), run.context.device
+    config, encode = stage.latent_cache, encode_fn(rae, device, stage.mixed_precision)
+    if not config.enabled:
+        return LoadedLatents(StackImages(dataset), len(dataset), encode, device, settings), data.horizontal_flip
+    flips = config.uses_flips(data.horizontal_flip)
+    key = cache_key(run, flips, config.dtype)
+    folder = cache_folder(config, run.out_dir, key)
+    if not LatentCache.is_complete(folder, key):
+        run.logger.info(f"train_denoiser: latent cache {folder} ({len(dataset)} images, flips {flips}, "
+                        f"{config.dtype})")
+    cache = build_latent_cache(folder, encode, dataset, latent_shape=tuple(run.assembly.latent_shape), flips=flips,
+                               key=key, batch_size=stage.cache_batch_size, context=run.context, dtype=config.dtype,
+                               loader=settings)
+    return LoadedLatents(cache.rows, cache.num_samples, _identity, device, settings), flips
+
+
+def _identity(latents: torch.Tensor) -> torch.Tensor:
+    return latents
+
+
+class TrainDenoiser(Stage):
+    """``train_denoiser``: stage 2 -> ``checkpoints/denoiser.safetensors`` and ``denoiser_ema.safetensors``."""
+
+    Config = TrainDenoiserStage
+
+    def run(self, run: RunState) -> None:
+        """Train the assembly's denoiser on the RAE's normalised latents; save final and EMA weights."""
+        source, flips = latent_source(run, build_rae(run, trained_decoder=False), self.config)
+        result = train_denoiser(run.component("denoiser"), run.component("schedule"), source, self.config,
+                                checkpoint_dir=run.checkpoint_dir("train_denoiser"), seed=run.assembly.seed,
+                                logger=run.logger, context=run.context, resume=run.resume, flips=flips)
+        save_final_weights(run, self.config.spec, {"denoiser": module_tensors(result.model),
+                                                   "denoiser_ema": module_tensors(result.ema.model)})

@@ -1,4 +1,4 @@
-"""Sampling stage: class labels -> noise -> guided integration -> RAE decode -> ``samples.npz`` + ``grid.png``.
+"""Stage ``sample``: class labels -> noise -> guided integration -> RAE decode -> ``samples.npz`` + ``grid.png``.
 
 Batch ``k`` of the global label list uses noise from a generator seeded by ``(seed, k)`` and is produced by
 rank ``k % world_size``; ranks write their batches to uint8 shard files that rank 0 streams into
@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from safetensors.torch import load_file
 
 from rae_framework.data.sample_shards import ShardLayout, ShardWriter, grid_rows, merge_shards
-from rae_framework.engine.config import SampleStage
-from rae_framework.engine.distributed import DistContext
-from rae_framework.engine.draws import step_generator
-from rae_framework.engine.logging import progress
-from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, VelocityFn
+from rae_framework.engine import DistContext, RunState, build_rae, progress, save_grid, step_generator, to_uint8
+from rae_framework.errors import ConfigError
+from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage, VelocityFn
+from rae_stages.configs import SampleStage
 
 STREAM_SAMPLING = 3
 
@@ -41,12 +40,6 @@ def velocity_field(denoiser: Denoiser, labels: torch.Tensor, guidance: Guidance 
     return lambda x, t: denoiser(x, t, labels)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` in [0, 1] -> ``(B, H, W, 3)`` uint8 (the ADM layout)."""
-    scaled = (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).cpu().numpy()
-
-
 @torch.no_grad()
 def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
                    labels: torch.Tensor, generator: torch.Generator, *, guidance: Guidance | None = None,
@@ -60,14 +53,6 @@ def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler
     return to_uint8(decode(result.samples))
 
 
-def save_grid(samples: Path, labels: np.ndarray, path: Path, columns: int, max_classes: int) -> None:
-    """``grid.png``: one row per class (first ``max_classes`` classes present), ``columns`` samples each,
-    read from ``samples`` (only the rows shown)."""
-    classes, picked = grid_rows(samples, labels, columns, max_classes)  # (K, columns, H, W, 3)
-    rows, _, height, width, _ = picked.shape
-    grid = picked.transpose(0, 2, 1, 3, 4).reshape(rows * height, columns * width, 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
 
 
 def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
@@ -97,5 +82,48 @@ def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, 
     if not context.is_main:
         return None
     merge_shards(folder, layout, labels.numpy(), folder / "samples.npz")
-    save_grid(folder / "samples.npz", labels.numpy(), folder / "grid.png", stage.grid_columns, stage.grid_max_classes)
+    shown, shown_labels = grid_rows(folder / "samples.npz", labels.numpy(), stage.grid_columns, stage.grid_max_classes)
+    save_grid(shown, shown_labels, folder / "grid.png", stage.grid_columns, stage.grid_max_classes)
     return folder / "samples.npz"
+
+
+def trained_denoiser(run: RunState, use_ema: bool) -> Denoiser:
+    """The assembly's denoiser with this run's trained weights (EMA or raw), else its ``checkpoint``."""
+    denoiser = run.component("denoiser")
+    weights = run.output("denoiser_ema" if use_ema else "denoiser")
+    if weights is not None:
+        denoiser.load_state_dict(load_file(str(weights)))
+    elif run.assembly.spec("denoiser").checkpoint is None:
+        run.logger.warning("sample: no trained denoiser (no train_denoiser stage output and no "
+                           "components.denoiser.checkpoint); sampling with untrained weights")
+    return denoiser.to(run.context.device).eval()
+
+
+def load_guide(run: RunState) -> Denoiser:
+    """The autoguidance guide denoiser, with the trained weights its ``checkpoint`` names."""
+    if not run.has("guide"):
+        raise ConfigError("components.guide: autoguidance needs a guide denoiser (role 'guide', kind denoiser)")
+    if run.assembly.spec("guide").checkpoint is None:
+        raise ConfigError("components.guide.checkpoint: autoguidance needs the guide denoiser's trained weights "
+                          "(e.g. an earlier or smaller run's checkpoints/denoiser_ema.safetensors)")
+    return run.component("guide").to(run.context.device).eval()
+
+
+class Sample(Stage):
+    """``sample``: generate with the (EMA) denoiser -> ``samples/samples.npz`` and ``samples/grid.png``."""
+
+    Config = SampleStage
+
+    def run(self, run: RunState) -> None:
+        """Seeded per batch: a rerun reproduces the samples, so there is nothing to resume."""
+        denoiser = trained_denoiser(run, self.config.use_ema)
+        guidance = run.optional("guidance")
+        guide = load_guide(run) if getattr(guidance, "needs_guide", False) else None
+        rae = build_rae(run)
+
+        def decode(latents: torch.Tensor) -> torch.Tensor:
+            return rae.decode(latents).clamp(0.0, 1.0)
+
+        run_sampling(denoiser, run.component("schedule"), run.component("sampler"), decode, self.config,
+                     run.out_dir / "samples", seed=run.assembly.seed, guidance=guidance, guide=guide,
+                     context=run.context)
