@@ -60,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and its presets; for 'recipe NAME' the recipe file",
          [("kind", {"help": "component kind, or 'recipe'"}), ("name", {"help": "component or recipe name"})])
     _add(commands, "plugins", cmd_plugins, "plugins: loaded, failed (with the error), disabled",
-         [("--json", {"action": "store_true", "help": "machine-readable output"})])
+         [("--json", {"action": "store_true", "help": "machine-readable output"}),
+          ("--check", {"action": "store_true", "help": "also import every component class (imports torch); "
+                                                      "exit 1 if any plugin or reference is broken"})])
     _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
+    _add_import_official(commands)
     return parser
 
 
@@ -114,6 +117,33 @@ def _add_list(commands: Any) -> None:
     ])
 
 
+def _add_import_official(commands: Any) -> None:
+    file_option = {"default": None, "metavar": "FILE"}
+    _add(commands, "import-official", cmd_import_official, "import the reference implementation's released "
+         "checkpoints (decoder model.pt, stat.pt, DiT stage2_model.pt) into a run directory", [
+             ("assembly", {"help": "assembly naming the architectures (e.g. a sampling recipe)"}),
+             ("--out", {"required": True, "metavar": "DIR", "help": "run directory to write"}),
+             ("--decoder", {**file_option, "help": "GeneralDecoder model.pt or a stage-1 checkpoint"}),
+             ("--stats", {**file_option, "help": "latent statistics stat.pt"}),
+             ("--denoiser", {**file_option, "help": "DiT checkpoint (its 'ema' when it has one)"}),
+             ("--guide", {**file_option, "help": "autoguidance guide checkpoint"}),
+             SET_OPTION,
+         ])
+
+
+def cmd_import_official(args: argparse.Namespace) -> int:
+    """``rae import-official``: reference checkpoints -> ``OUT/checkpoints/*.safetensors`` + ``OUT/imported.yaml``."""
+    from pathlib import Path
+
+    from rae_framework.interop.import_run import OfficialFiles, import_official_run
+
+    files = OfficialFiles(**{role: Path(getattr(args, role)) for role in ("decoder", "stats", "denoiser", "guide")
+                             if getattr(args, role) is not None})
+    path = import_official_run(args.assembly, files, args.out, args.overrides)
+    print(f"imported into {args.out}; sample and evaluate with: rae run {path} --out {args.out}")
+    return EXIT_OK
+
+
 def _session() -> Any:
     from rae_framework.session import Session
 
@@ -129,8 +159,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     assembly = load_assembly(args.assembly, args.overrides, session=_session())
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
-    run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
-    print(f"run '{assembly.name}' finished: {out_dir}")
+    result = run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
+    print(f"run '{assembly.name}' finished: {out_dir} (ran: {', '.join(result.ran) or 'nothing'}; "
+          f"up to date: {', '.join(result.skipped) or 'nothing'})")
+    for name, path in result.outputs.items():
+        print(f"  {name}: {path}")
+    for name, value in sorted(result.metrics.items()):
+        print(f"  metric {name} = {value:.6g}")
     return EXIT_OK
 
 
@@ -209,16 +244,23 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """``rae plugins``: every plugin's status, distribution, components and error."""
-    reports = _session().plugin_manager.reports
+    """``rae plugins``: every plugin's status, distribution, components and error. Every Config reference is
+    resolved (torch-free); ``--check`` resolves the component classes too and exits 1 on any failure."""
+    manager = _session().plugin_manager
+    if args.check:
+        from rae_framework import compat
+
+        compat.ensure_torchvision_importable()
+    manager.check_references(factories=args.check)
     if args.json:
-        return _print_json([report.as_dict() for report in reports])
-    rows = []
-    for report in reports:
-        origin = f"{report.provenance.distribution or '-'} {report.provenance.version or ''}".strip()
-        detail = report.error or ", ".join(report.components) or "-"
-        rows.append((report.name, report.status, origin, detail))
-    return _print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "COMPONENTS / ERROR"), rows)
+        _print_json([report.as_dict() for report in manager.reports])
+    else:
+        rows = []
+        for report in manager.reports:
+            origin = f"{report.provenance.distribution or '-'} {report.provenance.version or ''}".strip()
+            rows.append((report.name, report.status, origin, report.error or ", ".join(report.components) or "-"))
+        _print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "COMPONENTS / ERROR"), rows)
+    return EXIT_FAILURE if args.check and manager.failures() else EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -114,7 +114,7 @@ def reconstruction_loss(recon: torch.Tensor, images: torch.Tensor, stage: TrainD
 
 
 def _augmented(parts: Stage1Parts, images: torch.Tensor, rows: RowKeys, call: int) -> torch.Tensor:
-    """DiffAugment call ``call`` of the step (0: fake for G, 1: real for D, 2: fake for D), keyed by row blocks."""
+    """DiffAugment call ``call`` of the step (0: fake for G, 1: fake for D, 2: real for D), keyed by row blocks."""
     return rows.augment(parts.augment, images, STREAM_STAGE1 + 1 + call) if parts.augment is not None else images
 
 
@@ -137,33 +137,47 @@ def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderSt
     loss, logged = reconstruction_loss(recon, images, stage, parts.perceptual)
     if state.discriminator is None or stage.gan_weight == 0 or state.step < stage.gan_start_step:
         return loss, logged
+    state.discriminator.eval()  # the generator step sees the discriminator in eval mode (train_stage1.py:L376)
     gan = parts.gan_loss.generator_loss(state.discriminator(_augmented(parts, recon, rows, 0)).float())
     weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight, context)
     logged.update(gan=float(gan.detach()), adaptive_weight=float(weight))
     return loss + stage.gan_weight * weight * gan, logged
 
 
-def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
+def quantize_fake(images: torch.Tensor) -> torch.Tensor:
+    """Reconstructions as the discriminator sees them: clamped to [0, 1] and rounded to 8-bit levels
+    (train_stage1.py:L429-431 does the same in [-1, 1]: ``round((x + 1) * 127.5) / 127.5 - 1``)."""
+    return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def discriminator_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
                        images: torch.Tensor, rows: RowKeys, context: DistContext) -> dict[str, float]:
-    """One discriminator update on (augmented) real images and detached reconstructions."""
+    """One discriminator update, as the reference's (src/train_stage1.py:L417-450): its fakes are a fresh,
+    no-grad, eval-mode (clean latents) reconstruction by the *updated* decoder, clamped and quantised to 8
+    bits; fakes, then reals, are augmented; no gradient clipping. Unlike the reference, whose discriminator
+    step uses the unwrapped module, gradients are averaged over ranks, so every rank keeps the same weights."""
     if state.discriminator is None or state.step < stage.discriminator_start_step:
         return {}
+    fake = quantize_fake(reconstruct(rae, unwrap(state.decoder), images))  # (B, 3, H', W')
+    real = match_size(images, fake.shape[-2:])
+    state.discriminator.train()
     state.disc_optimizer.zero_grad(set_to_none=True)
-    real = state.discriminator(_augmented(parts, images, rows, 1)).float()
-    fake = state.discriminator(_augmented(parts, recon.detach(), rows, 2)).float()
-    loss = parts.gan_loss.discriminator_loss(real, fake)
+    fake_logits = state.discriminator(_augmented(parts, fake, rows, 1)).float()
+    real_logits = state.discriminator(_augmented(parts, real, rows, 2)).float()
+    loss = parts.gan_loss.discriminator_loss(real_logits, fake_logits)
     loss.backward()
     context.average_gradients(state.discriminator.parameters())  # two forwards per step: no DDP wrapper
-    clip_gradients(state.discriminator.parameters(), stage.optimizer.grad_clip)
     state.disc_optimizer.step()
     state.disc_scheduler.step()
+    state.discriminator.eval()
     return {"disc_loss": float(loss.detach())}
 
 
 def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
                  images: torch.Tensor, manager: CheckpointManager, rows: RowKeys,
                  context: DistContext) -> dict[str, float]:
-    """Encode (no grad, noisy), decode, one decoder update, one discriminator update, EMA.
+    """Encode (no grad, noisy), decode, one decoder update, EMA, then one discriminator update (the
+    reference's order, src/train_stage1.py:L371-450).
 
     ``rows`` (this rank's global rows of the step) keys the latent noise and DiffAugment per row block, so
     the step does not depend on the world size.
@@ -174,8 +188,7 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
         noise = rows.draw(rae.draw_noise, STREAM_STAGE1)
         latents = rae.encode(images, noise=noise)  # (B, C, h, w), noise-augmented in train mode
     recon = rae.decode(latents)  # (B, 3, H', W')
-    images = match_size(images, recon.shape[-2:])
-    loss, logged = generator_loss(state, parts, stage, recon, images, rows, context)
+    loss, logged = generator_loss(state, parts, stage, recon, match_size(images, recon.shape[-2:]), rows, context)
     finite = context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))  # every rank stops together
     if int(finite.item()) != context.world_size:
         last = manager.latest()
@@ -186,8 +199,10 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     logged["grad_norm"] = clip_gradients(state.decoder.parameters(), stage.optimizer.grad_clip)
     state.optimizer.step()
     state.scheduler.step()
-    logged.update(discriminator_step(state, parts, stage, recon, images, rows, context))
     state.ema.update(unwrap(state.decoder))
+    logged.update(discriminator_step(rae, state, parts, stage, images, rows, context))
+    rae.train()
+    rae.encoder.eval()
     state.step += 1
     return {"loss": float(loss.detach()), **logged}
 
@@ -236,25 +251,26 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
                   num_workers: int = 0, on_step: Callable[[int, float], None] | None = None) -> Stage1State:
     """Train ``rae.decoder`` for ``stage.steps`` steps; ``holdout`` ``(M, 3, H, W)`` feeds the periodic checks."""
     context = context or DistContext()
-    manager = CheckpointManager(checkpoint_dir, stage.keep_last)
+    manager = CheckpointManager(checkpoint_dir, stage.keep_last, keep_steps=stage.save_at)
     state = build_stage1_state(rae, stage, parts, context.device)
     if resume and manager.latest() is not None:
         state.load(manager)
         logger.info(f"train_decoder: resumed from step {state.step}")
     state.decoder = wrap_model(state.decoder, context)
     rae.decoder = state.decoder
-    sampler = PlannedBatches(BatchPlan(len(dataset), seed, flips), stage.batch_size, state.step, stage.steps,
+    plan = BatchPlan(len(dataset), seed, flips, crop=dataset.random_crop)  # crops: data.train_transform
+    sampler = PlannedBatches(plan, stage.batch_size, state.step, stage.steps,
                              context.rank, context.world_size)
     bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
     for _, images, _ in planned_loader(StackImages(dataset), sampler, LoaderSettings(num_workers)):
         share = stage.batch_size // context.world_size
         rows = RowKeys(seed, state.step, context.rank * share, (context.rank + 1) * share, context.device)
         logged = decoder_step(rae, state, parts, stage, to_device(images, context.device), manager, rows, context)
-        if state.step % stage.log_every == 0 or state.step == stage.steps:
+        if stage.log_due(state.step):
             logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]},
                            total=stage.steps)
         _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)
-        if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
+        if stage.checkpoint_due(state.step):
             if context.is_main:
                 state.save(manager)
             context.barrier()

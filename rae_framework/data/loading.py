@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-Items = list[tuple[int, bool]]
+Items = list[tuple]  # (index, flip) or, with planned random crops, (index, flip, (fy, fx))
 Fetch = Callable[[Items], tuple[torch.Tensor, ...]]  # items -> tensors whose first dimension is len(items)
 
 
@@ -49,7 +49,7 @@ class StackImages:
         self.dataset = dataset
 
     def __call__(self, items: Items) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [self.dataset[(int(index), bool(flip))] for index, flip in items]
+        pairs = [self.dataset[tuple(item)] for item in items]
         images = torch.stack([image for image, _ in pairs])  # (B, 3, H, W)
         return images, torch.tensor([label for _, label in pairs], dtype=torch.int64)
 
@@ -81,11 +81,15 @@ class PrefetchedBatches:
         if self._iterator is None:
             self._iterator = iter(self.loader)
         loaded, *tensors = next(self._iterator)
-        expected = [(int(index), bool(flip)) for index, flip in items]
-        if [(int(index), bool(flip)) for index, flip in loaded] != expected:
+        if [_plain(item) for item in loaded] != [_plain(item) for item in items]:
             raise RuntimeError("input pipeline: the loaded batch is not the one the training loop asked for "
                                "(the batch plan and the loop disagree)")
         return tuple(tensors)
+
+
+def _plain(item: tuple) -> tuple:
+    """An item as plain Python values, to compare what was loaded with what was asked for."""
+    return (int(item[0]), bool(item[1]), *(tuple(float(value) for value in crop) for crop in item[2:]))
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

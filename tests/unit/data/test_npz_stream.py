@@ -41,14 +41,3 @@ def test_a_member_with_fewer_rows_than_its_header_is_an_error(tmp_path):
         write_npz(tmp_path / "bad.npz", {"arr_0": Member((3, 2), np.uint8, [np.zeros((2, 2), np.uint8)])})
     assert not list(tmp_path.iterdir())  # neither the file nor its temp
 
-
-def test_a_metrics_reference_batch_is_opened_by_rows_not_loaded(tmp_path):
-    from rae_metrics.reference_batch import load_reference
-
-    arr_0 = images(9, seed=2)
-    np.savez(tmp_path / "ref.npz", arr_0=arr_0, mu=np.zeros(4), sigma=np.eye(4))
-    reference = load_reference(str(tmp_path / "ref.npz"))
-    assert isinstance(reference.images, NpzArray) and reference.mu.shape == (4,)
-    batches = list(reference.batches(4))
-    assert [len(batch) for batch in batches] == [4, 4, 1]
-    assert np.array_equal((batches[2][0] * 255).round().byte().permute(1, 2, 0).numpy(), arr_0[8])
