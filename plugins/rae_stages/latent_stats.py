@@ -37,7 +37,7 @@ def compute_latent_statistics(rae, dataset, path: str | Path, *, batch_size: int
     merge over ranks, save on rank 0; returns the statistics."""
     rae.eval()
     rows, statistics = shard_range(len(dataset), context), LatentStatistics()
-    plans = [[(index, False) for index in range(start, min(start + batch_size, rows.stop))]
+    plans = [list(range(start, min(start + batch_size, rows.stop)))  # bare indices: the centre crops
              for start in range(rows.start, rows.stop, batch_size)]
     bar = progress(len(rows), "latent_stats", enabled=context.is_main)
     for _, images, _ in planned_loader(StackImages(dataset), plans, LoaderSettings(num_workers)):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-Items = list[tuple]  # (index, flip) or, with planned random crops, (index, flip, (fy, fx))
+Items = list  # (index, flip), with planned random crops (index, flip, (fy, fx)), or a bare index (centre crop)
 Fetch = Callable[[Items], tuple[torch.Tensor, ...]]  # items -> tensors whose first dimension is len(items)
 
 
@@ -49,7 +49,7 @@ class StackImages:
         self.dataset = dataset
 
     def __call__(self, items: Items) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [self.dataset[tuple(item)] for item in items]
+        pairs = [self.dataset[item if isinstance(item, int) else tuple(item)] for item in items]
         images = torch.stack([image for image, _ in pairs])  # (B, 3, H, W)
         return images, torch.tensor([label for _, label in pairs], dtype=torch.int64)
 
