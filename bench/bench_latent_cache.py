@@ -23,11 +23,12 @@ import torch  # noqa: E402
 import rae_framework  # noqa: E402
 from rae_framework.data.datasets import build_dataset  # noqa: E402
 from rae_framework.data.latent_cache import build_latent_cache  # noqa: E402
+from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages  # noqa: E402
 from rae_framework.engine.distributed import DistContext  # noqa: E402
 from rae_framework.engine.logging import RunLogger  # noqa: E402
 from rae_framework.engine.run_state import RunState  # noqa: E402
-from rae_stages.train_denoiser import EncodedLatents, train_denoiser  # noqa: E402
 from rae_framework.engine import build_rae, encode_fn  # noqa: E402
+from rae_stages.train_denoiser import train_denoiser  # noqa: E402
 
 DEFAULT_ASSEMBLY = """
 name: bench-latent-cache
@@ -92,7 +93,8 @@ def run(assembly, scratch: Path, images: int) -> None:
                                flips=assembly.data.horizontal_flip, key="bench", batch_size=64)
     build_seconds = time.perf_counter() - start
     cached = steps_per_second(state, cache, stage, scratch / "cached")
-    encoded = steps_per_second(state, EncodedLatents(encode, dataset), stage, scratch / "encoded")
+    on_the_fly = LoadedLatents(StackImages(dataset), len(dataset), encode, torch.device("cpu"), LoaderSettings())
+    encoded = steps_per_second(state, on_the_fly, stage, scratch / "encoded")
     print(f"assembly {assembly.name}: latent {tuple(assembly.latent_shape)}, batch {stage.batch_size}, "
           f"{stage.steps} steps, {len(dataset)} images, torch threads {torch.get_num_threads()}")
     print(f"cache build: {build_seconds:.1f} s ({len(dataset) / build_seconds:.1f} images/s)")

@@ -32,6 +32,11 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.data.config",
     "rae_framework.data.datasets",
     "rae_framework.data.latent_cache",
+    "rae_framework.data.cache_plan",  # latent cache settings, size, disk check (torch-free)
+    "rae_framework.data.loading",  # planned batches from DataLoader workers
+    "rae_framework.data.npz_stream",  # .npz rows read and written in batches
+    "rae_framework.data.sample_shards",  # per-rank uint8 sample shards merged into samples.npz
+    "rae_framework.data.image_rows",  # image collections read by rows (npz, folder, dataset)
     "rae_framework.files",  # atomic writes
     "rae_framework.interop",
     "rae_framework.nn",  # tensor helpers shared by component families: unpatchify, sin-cos position table

@@ -84,13 +84,26 @@ class RepresentationAutoencoder(nn.Module):
         tokens = self.encoder(self.preprocess(images))  # (B, P + N, C)
         return tokens[:, self.encoder.num_prefix_tokens:]
 
-    def add_noise(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``z + tau * U(0, 1) * N(0, I)`` with one sigma per sample."""
-        shape = (tokens.shape[0],) + (1,) * (tokens.dim() - 1)
-        sigma = self.config.noise_tau * torch.rand(shape, generator=generator, device=tokens.device,
-                                                   dtype=tokens.dtype)
-        noise = torch.randn(tokens.shape, generator=generator, device=tokens.device, dtype=tokens.dtype)
-        return tokens + sigma * noise
+    def draw_noise(self, batch: int, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unit draws of the latent noise of ``batch`` samples, float32: ``U(0, 1)`` ``(B, 1, 1)`` (one per
+        sample), then ``N(0, I)`` ``(B, N, C)``; on the generator's device. Drawing them per block of rows
+        keeps stage 1 world-size invariant (:mod:`rae_framework.engine.draws`)."""
+        device = generator.device if generator is not None else (device or self.latent_mean.device)
+        channels, height, width = self.latent_shape
+        sigma = torch.rand((batch, 1, 1), generator=generator, device=device)
+        return sigma, torch.randn((batch, height * width, channels), generator=generator, device=device)
+
+    def add_noise(self, tokens: torch.Tensor, generator: torch.Generator | None = None,
+                  noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``z + tau * U(0, 1) * N(0, I)`` with one sigma per sample; ``noise`` = given :meth:`draw_noise`."""
+        if noise is None:
+            shape = (tokens.shape[0],) + (1,) * (tokens.dim() - 1)
+            sigma = torch.rand(shape, generator=generator, device=tokens.device, dtype=tokens.dtype)
+            draws = torch.randn(tokens.shape, generator=generator, device=tokens.device, dtype=tokens.dtype)
+        else:
+            sigma, draws = (value.to(tokens) for value in noise)
+        return tokens + (self.config.noise_tau * sigma) * draws
 
     def normalize(self, latent: torch.Tensor) -> torch.Tensor:
         """``(z - mean) / sqrt(var + eps)``."""
@@ -100,11 +113,13 @@ class RepresentationAutoencoder(nn.Module):
         """``z * sqrt(var + eps) + mean``."""
         return latent * torch.sqrt(self.latent_var + self.config.latent_eps) + self.latent_mean
 
-    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(B, 3, H, W)`` in [0, 1] -> normalised latent ``(B, C, h, w)``; noised in train mode."""
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None,
+               noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] -> normalised latent ``(B, C, h, w)``; noised in train mode (from
+        ``noise``, the :meth:`draw_noise` of these rows, when given, else from ``generator``)."""
         tokens = self.encode_tokens(images)  # (B, N, C)
         if self.training and self.config.noise_tau > 0:
-            tokens = self.add_noise(tokens, generator)
+            tokens = self.add_noise(tokens, generator, noise)
         return self.normalize(tokens_to_latent(tokens))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:

@@ -119,6 +119,8 @@ def _add_validate(commands: Any) -> None:
         ("assembly", {"help": "assembly YAML file"}),
         SET_OPTION,
         ("--print", {"action": "store_true", "dest": "show", "help": "print the resolved assembly"}),
+        ("--out", {"default": None, "metavar": "DIR", "help": "the run directory 'run' will use (default: "
+                                                              "runs/<name>), for the latent cache's disk check"}),
     ])
 
 
@@ -224,6 +226,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         roles = ", ".join(f"{role}={spec.name}" for role, spec in assembly.components.items())
         print(f"{args.assembly}: ok ({assembly.name}: {roles or 'no components'})")
         print("\n".join(_stage_plan(assembly)))
+    from pathlib import Path
+
+    from rae_framework.data.cache_plan import latent_cache_report
+
+    report = latent_cache_report(assembly, args.out or Path("runs") / assembly.name)
+    if report:
+        print(report, file=sys.stderr if args.show else sys.stdout)
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from rae_framework.config import OptimizerConfig
+from rae_framework.data.cache_plan import LatentCacheConfig
 from rae_framework.errors import ConfigError
 from rae_framework.stage import StageCheckContext, StageConfig, StageProblem, StageSpec
 
@@ -126,7 +127,9 @@ class TrainDenoiserStage(TrainingStageConfig):
                               "the step's seeded generator (identical under resume, accumulation and DDP) and the "
                               "denoiser runs with its own random drop off; 'model': the denoiser's train mode "
                               "drops labels itself (class_dropout unused).")
-    latent_cache: bool = Field(True, description="Encode the dataset once (with flips) and train from disk.")
+    latent_cache: LatentCacheConfig = Field(default_factory=LatentCacheConfig,
+                                            description="Encode the dataset once and train from disk: enabled, "
+                                                        "dtype, flips, folder (true/false = enabled).")
     cache_batch_size: int = Field(64, gt=0, description="Images per encoder batch while building the latent cache.")
 
 

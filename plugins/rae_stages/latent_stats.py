@@ -12,6 +12,7 @@ import torch
 
 from rae_framework.autoencoder import tokens_to_latent
 from rae_framework.data.datasets import build_dataset
+from rae_framework.data.loading import LoaderSettings, StackImages, planned_loader, to_device
 from rae_framework.engine import (DistContext, LatentStatistics, RunLogger, RunState, all_reduce_statistics,
                                   build_rae, progress, save_statistics)
 from rae_framework.interfaces import Stage
@@ -31,16 +32,17 @@ def shard_range(total: int, context: DistContext) -> range:
 
 
 def compute_latent_statistics(rae, dataset, path: str | Path, *, batch_size: int, context: DistContext,
-                              logger: RunLogger) -> LatentStatistics:
-    """Stream the dataset through the encoder, merge over ranks, save on rank 0; returns the statistics."""
+                              logger: RunLogger, num_workers: int = 0) -> LatentStatistics:
+    """Stream the dataset through the encoder (images loaded by ``num_workers`` DataLoader workers ahead),
+    merge over ranks, save on rank 0; returns the statistics."""
     rae.eval()
     rows, statistics = shard_range(len(dataset), context), LatentStatistics()
+    plans = [list(range(start, min(start + batch_size, rows.stop)))  # bare indices: the centre crops
+             for start in range(rows.start, rows.stop, batch_size)]
     bar = progress(len(rows), "latent_stats", enabled=context.is_main)
-    for start in range(rows.start, rows.stop, batch_size):
-        indices = range(start, min(start + batch_size, rows.stop))
-        images = torch.stack([dataset[index][0] for index in indices]).to(context.device)
-        statistics.update(raw_latents(rae, images))
-        bar.update(len(indices))
+    for _, images, _ in planned_loader(StackImages(dataset), plans, LoaderSettings(num_workers)):
+        statistics.update(raw_latents(rae, to_device(images, context.device)))
+        bar.update(images.shape[0])
     bar.close()
     statistics = all_reduce_statistics(statistics)
     if context.is_main:
@@ -61,4 +63,5 @@ class LatentStats(Stage):
         rae = build_rae(run, trained_decoder=False, computed_statistics=False)
         compute_latent_statistics(rae, build_dataset(run.assembly.data, "train"),
                                   run.output_path("latent_stats"), batch_size=self.config.batch_size,
-                                  context=run.context, logger=run.logger)
+                                  context=run.context, logger=run.logger,
+                                  num_workers=run.assembly.data.num_workers)

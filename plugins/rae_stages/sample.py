@@ -1,8 +1,9 @@
 """Stage ``sample``: class labels -> noise -> guided integration -> RAE decode -> ``samples.npz`` + ``grid.png``.
 
 Batch ``k`` of the global label list uses noise from a generator seeded by ``(seed, k)`` and is produced by
-rank ``k % world_size``; ranks write their batches to part files that rank 0 merges in batch order, so
-the result does not depend on the number of processes.
+rank ``k % world_size``; ranks write their batches to uint8 shard files that rank 0 streams into
+``samples.npz`` in batch order, so the result does not depend on the number of processes and no process
+holds more than a batch of images.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from rae_framework.engine import (DistContext, RunState, build_rae, progress, save_grid, step_generator, to_uint8,
-                                  write_npz)
+from rae_framework.data.sample_shards import ShardLayout, ShardWriter, grid_rows, merge_shards
+from rae_framework.engine import DistContext, RunState, build_rae, progress, save_grid, step_generator, to_uint8
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage, VelocityFn
 from rae_stages.configs import SampleStage
@@ -52,42 +53,37 @@ def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler
     return to_uint8(decode(result.samples))
 
 
-def _merge_parts(folder: Path, world_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the ranks' part files in global batch order, then delete them."""
-    parts = [np.load(folder / f".part_{rank}.npz") for rank in range(world_size)]
-    batches = sorted((int(k), rank, i) for rank, part in enumerate(parts) for i, k in enumerate(part["batches"]))
-    images = np.concatenate([parts[rank][f"images_{i}"] for _, rank, i in batches])
-    labels = np.concatenate([parts[rank][f"labels_{i}"] for _, rank, i in batches])
-    for rank in range(world_size):
-        (folder / f".part_{rank}.npz").unlink()
-    return images, labels
 
 
 def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
                  stage: SampleStage, out_folder: str | Path, *, seed: int, guidance: Guidance | None = None,
                  guide: Denoiser | None = None, context: DistContext | None = None) -> Path | None:
-    """Generate every label's sample into ``out_folder/samples.npz`` and ``grid.png``; returns the npz path."""
+    """Generate every label's sample into ``out_folder/samples.npz`` and ``grid.png``; returns the npz path.
+
+    Each rank writes its batches into its own uint8 shard as they come; rank 0 streams the shards into
+    ``samples.npz`` (:mod:`rae_framework.data.sample_shards`): memory is one batch, whatever the count."""
     context, folder = context or DistContext(), Path(out_folder)
     folder.mkdir(parents=True, exist_ok=True)
     labels = sample_labels(stage, denoiser.num_classes, seed)
-    mine = list(range(context.rank, -(-len(labels) // stage.batch_size), context.world_size))
-    arrays: dict[str, np.ndarray] = {"batches": np.asarray(mine, dtype=np.int64)}
+    layout = ShardLayout(len(labels), stage.batch_size, context.world_size)
+    writer, mine = None, layout.batches(context.rank)
     bar = progress(len(mine), "sample", enabled=context.is_main)
-    for i, k in enumerate(mine):
-        batch_labels = labels[k * stage.batch_size:(k + 1) * stage.batch_size]
-        arrays[f"images_{i}"] = generate_batch(denoiser, schedule, sampler, decode, batch_labels,
-                                               step_generator(seed, STREAM_SAMPLING, k), guidance=guidance,
-                                               guide=guide, device=context.device)
-        arrays[f"labels_{i}"] = batch_labels.numpy()
+    for k in mine:
+        images = generate_batch(denoiser, schedule, sampler, decode, labels[layout.rows(k).start:layout.rows(k).stop],
+                                step_generator(seed, STREAM_SAMPLING, k), guidance=guidance, guide=guide,
+                                device=context.device)  # (b, H, W, 3) uint8
+        writer = writer or ShardWriter(folder, layout, context.rank, images.shape[1:])
+        writer.write(k, images)
         bar.update(1)
     bar.close()
-    np.savez(folder / f".part_{context.rank}.npz", **arrays)
+    if writer is not None:
+        writer.close()
     context.barrier()
     if not context.is_main:
         return None
-    images, all_labels = _merge_parts(folder, context.world_size)
-    write_npz(folder / "samples.npz", images, all_labels)
-    save_grid(images, all_labels, folder / "grid.png", stage.grid_columns, stage.grid_max_classes)
+    merge_shards(folder, layout, labels.numpy(), folder / "samples.npz")
+    shown, shown_labels = grid_rows(folder / "samples.npz", labels.numpy(), stage.grid_columns, stage.grid_max_classes)
+    save_grid(shown, shown_labels, folder / "grid.png", stage.grid_columns, stage.grid_max_classes)
     return folder / "samples.npz"
 
 

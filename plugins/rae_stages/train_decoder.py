@@ -20,16 +20,17 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from rae_framework.data.datasets import BatchPlan, PlannedBatches, batch_loader, build_dataset
-from rae_framework.engine import (CheckpointManager, DistContext, EMA, RunLogger, RunState, build_metric,
+from rae_framework.data.datasets import BatchPlan, PlannedBatches, build_dataset
+from rae_framework.data.loading import LoaderSettings, StackImages, planned_loader, to_device
+from rae_framework.engine import (CheckpointManager, DistContext, EMA, RowKeys, RunLogger, RunState, build_metric,
                                   build_optimizer, build_rae, build_scheduler, clip_gradients, holdout_images,
                                   match_size, module_tensors, progress, reconstruct, reduce_metric, rng_state,
-                                  save_final_weights, set_rng_state, step_generator, to_uint8, unwrap, wrap_model)
+                                  save_final_weights, set_rng_state, to_uint8, unwrap, wrap_model)
 from rae_framework.errors import TrainingDivergedError
 from rae_framework.interfaces import Stage
 from rae_stages.configs import TrainDecoderStage
 
-STREAM_STAGE1 = 1000  # + rank: each rank draws its own latent noise and augmentations
+STREAM_STAGE1 = 1000  # latent noise; DiffAugment calls use STREAM_STAGE1 + 1 + call (per global row block)
 ADAPTIVE_WEIGHT_EPS = 1e-6
 
 
@@ -112,29 +113,33 @@ def reconstruction_loss(recon: torch.Tensor, images: torch.Tensor, stage: TrainD
     return loss, logged
 
 
-def _augmented(parts: Stage1Parts, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return parts.augment(images, generator=generator) if parts.augment is not None else images
+def _augmented(parts: Stage1Parts, images: torch.Tensor, rows: RowKeys, call: int) -> torch.Tensor:
+    """DiffAugment call ``call`` of the step (0: fake for G, 1: fake for D, 2: real for D), keyed by row blocks."""
+    return rows.augment(parts.augment, images, STREAM_STAGE1 + 1 + call) if parts.augment is not None else images
 
 
 def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor,
-                    max_weight: float) -> torch.Tensor:
+                    max_weight: float, context: DistContext | None = None) -> torch.Tensor:
     """``|grad L_rec| / (|grad L_gan| + 1e-6)`` at the decoder's ``last_layer``, clamped to ``[0, max_weight]``,
-    detached (reference: src/train_stage1.py:L68 ``calculate_adaptive_weight``); both graphs are kept."""
-    rec_grad, = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
-    gan_grad, = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)
-    weight = rec_grad.norm() / (gan_grad.norm() + ADAPTIVE_WEIGHT_EPS)
-    return weight.clamp(0.0, max_weight).detach()
+    detached (reference: src/train_stage1.py:L68 ``calculate_adaptive_weight``); both graphs are kept. The
+    gradients are the *global* batch's (each rank's averaged over ``context``), so the weight does not depend
+    on the world size; the reference uses each rank's own."""
+    context = context or DistContext()
+    grads = [torch.autograd.grad(loss, last_layer, retain_graph=True)[0] for loss in (rec_loss, gan_loss)]
+    rec_grad, gan_grad = (context.all_reduce_sum(grad.clone()) / context.world_size for grad in grads)
+    return (rec_grad.norm() / (gan_grad.norm() + ADAPTIVE_WEIGHT_EPS)).clamp(0.0, max_weight).detach()
 
 
 def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
-                   images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                   images: torch.Tensor, rows: RowKeys,
+                   context: DistContext) -> tuple[torch.Tensor, dict[str, float]]:
     """The decoder's loss: reconstruction, plus the adaptive-weighted GAN term once it is active."""
     loss, logged = reconstruction_loss(recon, images, stage, parts.perceptual)
     if state.discriminator is None or stage.gan_weight == 0 or state.step < stage.gan_start_step:
         return loss, logged
     state.discriminator.eval()  # the generator step sees the discriminator in eval mode (train_stage1.py:L376)
-    gan = parts.gan_loss.generator_loss(state.discriminator(_augmented(parts, recon, generator)).float())
-    weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight)
+    gan = parts.gan_loss.generator_loss(state.discriminator(_augmented(parts, recon, rows, 0)).float())
+    weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight, context)
     logged.update(gan=float(gan.detach()), adaptive_weight=float(weight))
     return loss + stage.gan_weight * weight * gan, logged
 
@@ -146,7 +151,7 @@ def quantize_fake(images: torch.Tensor) -> torch.Tensor:
 
 
 def discriminator_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
-                       images: torch.Tensor, generator: torch.Generator, context: DistContext) -> dict[str, float]:
+                       images: torch.Tensor, rows: RowKeys, context: DistContext) -> dict[str, float]:
     """One discriminator update, as the reference's (src/train_stage1.py:L417-450): its fakes are a fresh,
     no-grad, eval-mode (clean latents) reconstruction by the *updated* decoder, clamped and quantised to 8
     bits; fakes, then reals, are augmented; no gradient clipping. Unlike the reference, whose discriminator
@@ -157,8 +162,8 @@ def discriminator_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, s
     real = match_size(images, fake.shape[-2:])
     state.discriminator.train()
     state.disc_optimizer.zero_grad(set_to_none=True)
-    fake_logits = state.discriminator(_augmented(parts, fake, generator)).float()
-    real_logits = state.discriminator(_augmented(parts, real, generator)).float()
+    fake_logits = state.discriminator(_augmented(parts, fake, rows, 1)).float()
+    real_logits = state.discriminator(_augmented(parts, real, rows, 2)).float()
     loss = parts.gan_loss.discriminator_loss(real_logits, fake_logits)
     loss.backward()
     context.average_gradients(state.discriminator.parameters())  # two forwards per step: no DDP wrapper
@@ -169,19 +174,21 @@ def discriminator_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, s
 
 
 def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
-                 images: torch.Tensor, manager: CheckpointManager, generator: torch.Generator,
+                 images: torch.Tensor, manager: CheckpointManager, rows: RowKeys,
                  context: DistContext) -> dict[str, float]:
     """Encode (no grad, noisy), decode, one decoder update, EMA, then one discriminator update (the
     reference's order, src/train_stage1.py:L371-450).
 
-    ``generator`` (seeded by seed, rank and step) drives the latent noise and DiffAugment.
+    ``rows`` (this rank's global rows of the step) keys the latent noise and DiffAugment per row block, so
+    the step does not depend on the world size.
     """
     rae.train()
     rae.encoder.eval()
     with torch.no_grad():
-        latents = rae.encode(images, generator=generator)  # (B, C, h, w), noise-augmented in train mode
+        noise = rows.draw(rae.draw_noise, STREAM_STAGE1)
+        latents = rae.encode(images, noise=noise)  # (B, C, h, w), noise-augmented in train mode
     recon = rae.decode(latents)  # (B, 3, H', W')
-    loss, logged = generator_loss(state, parts, stage, recon, match_size(images, recon.shape[-2:]), generator)
+    loss, logged = generator_loss(state, parts, stage, recon, match_size(images, recon.shape[-2:]), rows, context)
     finite = context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))  # every rank stops together
     if int(finite.item()) != context.world_size:
         last = manager.latest()
@@ -193,7 +200,7 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     state.optimizer.step()
     state.scheduler.step()
     state.ema.update(unwrap(state.decoder))
-    logged.update(discriminator_step(rae, state, parts, stage, images, generator, context))
+    logged.update(discriminator_step(rae, state, parts, stage, images, rows, context))
     rae.train()
     rae.encoder.eval()
     state.step += 1
@@ -255,9 +262,10 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
     sampler = PlannedBatches(plan, stage.batch_size, state.step, stage.steps,
                              context.rank, context.world_size)
     bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
-    for images, _ in batch_loader(dataset, sampler, num_workers):
-        generator = step_generator(seed, STREAM_STAGE1 + context.rank, state.step, context.device)
-        logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, generator, context)
+    for _, images, _ in planned_loader(StackImages(dataset), sampler, LoaderSettings(num_workers)):
+        share = stage.batch_size // context.world_size
+        rows = RowKeys(seed, state.step, context.rank * share, (context.rank + 1) * share, context.device)
+        logged = decoder_step(rae, state, parts, stage, to_device(images, context.device), manager, rows, context)
         if stage.log_due(state.step):
             logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]},
                            total=stage.steps)

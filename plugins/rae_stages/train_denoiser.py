@@ -1,8 +1,9 @@
 """Stage ``train_denoiser`` (stage 2): flow matching of a denoiser on (cached) RAE latents.
 
-Every random draw of a step (noise, times, label drops) is made for the whole *global* batch from a
-generator seeded by ``(seed, step)``; each rank and each micro-batch takes its slice. Hence single-process,
-gradient accumulation and DDP compute the same mathematical step, and a resumed run the same bits.
+Every random draw of a step (noise, times, label drops) is keyed by ``(seed, step, global row block)`` and
+made on the rank's device for the rank's share only (:mod:`rae_framework.engine.draws`); each micro-batch
+takes its slice. Hence single-process, gradient accumulation and DDP compute the same mathematical step, and
+a resumed run the same bits.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from rae_framework.data.datasets import BatchPlan, build_dataset
+from rae_framework.data.cache_plan import cache_folder
+from rae_framework.data.datasets import BatchPlan, PlannedBatches, build_dataset
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
-from rae_framework.engine import (CheckpointManager, DistContext, EMA, RunLogger, RunState, build_optimizer,
-                                  build_rae, build_scheduler, clip_gradients, encode_fn, json_sha256,
-                                  module_tensors, no_sync, progress, rng_state, save_final_weights,
-                                  set_rng_state, step_generator, unwrap, wrap_model)
+from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages
+from rae_framework.engine import (CheckpointManager, DistContext, EMA, RunLogger, RunState, StepDraws,
+                                  build_optimizer, build_rae, build_scheduler, clip_gradients, denoiser_draws,
+                                  encode_fn, json_sha256, module_tensors, no_sync, progress, rng_state,
+                                  save_final_weights, set_rng_state, unwrap, wrap_model)
 from rae_framework.errors import ConfigError, TrainingDivergedError
 from rae_framework.interfaces import Denoiser, NoiseSchedule, Stage
 from rae_stages.configs import TrainDenoiserStage
@@ -36,42 +39,6 @@ class LatentSource(Protocol):
 
     def batch(self, items: list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents and labels of the items."""
-
-
-class EncodedLatents:
-    """A :class:`LatentSource` that runs the encoder on every batch (no cache)."""
-
-    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], dataset) -> None:
-        self.encode, self.dataset, self.num_samples = encode, dataset, len(dataset)
-
-    def batch(self, items: list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode, augment and encode the items' images."""
-        pairs = [self.dataset[item] for item in items]
-        images = torch.stack([image for image, _ in pairs])  # (B, 3, H, W)
-        labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
-        return self.encode(images).float().cpu(), labels
-
-
-@dataclass(frozen=True)
-class StepDraws:
-    """The random inputs of one global batch: noise ``(B, C, h, w)``, times ``(B,)``, label drops ``(B,)``."""
-
-    noise: torch.Tensor
-    t: torch.Tensor
-    drop: torch.Tensor
-
-    def slice(self, start: int, stop: int, device: torch.device) -> StepDraws:
-        """Rows ``[start, stop)`` on ``device``."""
-        return StepDraws(*(value[start:stop].to(device) for value in (self.noise, self.t, self.drop)))
-
-
-def draw_step(schedule: NoiseSchedule, generator: torch.Generator, batch_size: int,
-              latent_shape: tuple[int, ...], class_dropout: float) -> StepDraws:
-    """Noise first, then times (the reference's order), then the label-drop mask."""
-    noise = torch.randn((batch_size, *latent_shape), generator=generator)
-    t = schedule.sample_time(batch_size, generator=generator).float()
-    drop = torch.rand(batch_size, generator=generator) < class_dropout
-    return StepDraws(noise, t, drop)
 
 
 @dataclass
@@ -193,12 +160,16 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
     plan, (share, _) = BatchPlan(source.num_samples, seed, flips), _micro_batches(stage, context)
     latent_shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
     dropout = stage.class_dropout if stage.label_dropout == "engine" else 0.0
+    if hasattr(source, "follow"):  # a prefetching source loads the rest of this rank's plan ahead
+        source.follow(PlannedBatches(plan, stage.batch_size, state.step, stage.steps, context.rank,
+                                     context.world_size))
     bar = progress(stage.steps, "train_denoiser", enabled=context.is_main, initial=state.step)
     while state.step < stage.steps:
         x, y = source.batch(plan.batch(state.step, stage.batch_size, context.rank, context.world_size))
-        draws = draw_step(schedule, step_generator(seed, STREAM_STAGE2, state.step), stage.batch_size,
-                          latent_shape, dropout).slice(context.rank * share, (context.rank + 1) * share,
-                                                       context.device)
+        start = context.rank * share
+        draws = denoiser_draws(schedule, seed=seed, stream=STREAM_STAGE2, step=state.step, start=start,
+                               stop=start + share, latent_shape=latent_shape, class_dropout=dropout,
+                               device=context.device)
         total = accumulate_gradients(train_model, schedule, x.to(context.device), y.to(context.device), draws,
                                      stage, context)
         loss = float(context.all_reduce_sum(total)) / stage.batch_size
@@ -225,24 +196,38 @@ def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger
         context.barrier()
 
 
-def latent_source(run: RunState, rae, stage: TrainDenoiserStage) -> LatentSource:
-    """The memory-mapped latent cache (built when missing or stale), or on-the-fly encoding."""
+def cache_key(run: RunState, flips: bool, dtype: str) -> str:
+    """What a latent cache depends on: encoder, data, autoencoder settings, statistics, flips, storage dtype
+    (not the run's seed: runs with other seeds share the cache)."""
+    stats, data = run.record("latent_stats"), run.assembly.data
+    return json_sha256({"data": data.model_dump(exclude={"num_workers"}),
+                        "encoder": run.assembly.resolved()["components"]["encoder"],
+                        "autoencoder": run.assembly.autoencoder.model_dump(),
+                        "statistics": stats.output_hash if stats else None, "flips": flips, "dtype": dtype})
+
+
+def latent_source(run: RunState, rae, stage: TrainDenoiserStage) -> tuple[LoadedLatents, bool]:
+    """``(source, flips)``: the shared latent cache (built when missing), or on-the-fly encoding; both
+    loaded by ``data.num_workers`` DataLoader workers ahead of the step."""
     data, dataset = run.assembly.data, build_dataset(run.assembly.data, "train")
-    encode = encode_fn(rae, run.context.device)
-    if not stage.latent_cache:
-        return EncodedLatents(encode, dataset)
-    stats = run.record("latent_stats")
-    key = json_sha256({"seed": run.assembly.seed, "data": data.model_dump(),
-                       "encoder": run.assembly.resolved()["components"]["encoder"],
-                       "autoencoder": run.assembly.autoencoder.model_dump(),
-                       "statistics": stats.output_hash if stats else None})
-    folder = run.out_dir / "latent_cache"
-    if LatentCache.is_complete(folder, key):
-        return LatentCache(folder)
-    run.logger.info(f"train_denoiser: encoding {len(dataset)} images into the latent cache {folder}")
-    return build_latent_cache(folder, encode, dataset, latent_shape=tuple(run.assembly.latent_shape),
-                              flips=data.horizontal_flip, key=key, batch_size=stage.cache_batch_size,
-                              context=run.context)
+    settings, device = LoaderSettings(num_workers=data.num_workers), run.context.device
+    config, encode = stage.latent_cache, encode_fn(rae, device, stage.mixed_precision)
+    if not config.enabled:
+        return LoadedLatents(StackImages(dataset), len(dataset), encode, device, settings), data.horizontal_flip
+    flips = config.uses_flips(data.horizontal_flip)
+    key = cache_key(run, flips, config.dtype)
+    folder = cache_folder(config, run.out_dir, key)
+    if not LatentCache.is_complete(folder, key):
+        run.logger.info(f"train_denoiser: latent cache {folder} ({len(dataset)} images, flips {flips}, "
+                        f"{config.dtype})")
+    cache = build_latent_cache(folder, encode, dataset, latent_shape=tuple(run.assembly.latent_shape), flips=flips,
+                               key=key, batch_size=stage.cache_batch_size, context=run.context, dtype=config.dtype,
+                               loader=settings)
+    return LoadedLatents(cache.rows, cache.num_samples, _identity, device, settings), flips
+
+
+def _identity(latents: torch.Tensor) -> torch.Tensor:
+    return latents
 
 
 class TrainDenoiser(Stage):
@@ -252,10 +237,9 @@ class TrainDenoiser(Stage):
 
     def run(self, run: RunState) -> None:
         """Train the assembly's denoiser on the RAE's normalised latents; save final and EMA weights."""
-        source = latent_source(run, build_rae(run, trained_decoder=False), self.config)
+        source, flips = latent_source(run, build_rae(run, trained_decoder=False), self.config)
         result = train_denoiser(run.component("denoiser"), run.component("schedule"), source, self.config,
                                 checkpoint_dir=run.checkpoint_dir("train_denoiser"), seed=run.assembly.seed,
-                                logger=run.logger, context=run.context, resume=run.resume,
-                                flips=run.assembly.data.horizontal_flip)
+                                logger=run.logger, context=run.context, resume=run.resume, flips=flips)
         save_final_weights(run, self.config.spec, {"denoiser": module_tensors(result.model),
                                                    "denoiser_ema": module_tensors(result.ema.model)})

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from rae_framework.data.cache_plan import IMAGE_SUFFIXES
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import ConfigError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG", ".JPG", ".PNG")
 SPLIT_SEED = 20251014  # fixed, so that every run seed sees the same train/holdout split
 
 
@@ -236,13 +236,3 @@ class PlannedBatches(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return max(0, self.stop_step - self.start_step)
 
-
-def collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[(image, label)]`` -> ``(images (B, 3, H, W), labels (B,) int64)``."""
-    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items], dtype=torch.int64)
-
-
-def batch_loader(dataset: torch.utils.data.Dataset, sampler: PlannedBatches, num_workers: int = 0):
-    """A DataLoader yielding ``(images, labels)`` batches in plan order."""
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                                       collate_fn=collate, persistent_workers=False)

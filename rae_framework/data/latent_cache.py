@@ -1,8 +1,15 @@
 """Latent cache: encode a dataset once (optionally with its horizontal flips) into a memory-mapped .npy.
 
-Layout of the cache folder: ``latents.npy`` float32 ``(R, C, h, w)`` with ``R = N`` or ``2N`` (row ``N + i`` is
-the flipped image ``i``), ``labels.npy`` int64 ``(N,)`` and ``meta.json`` (key, counts). Stage 2 then reads
-batches by ``(index, flip)`` and never runs the encoder. Ranks encode disjoint shards into the same file.
+Layout of a cache folder: ``latents.npy`` ``(R, C, h, w)`` with ``R = N`` or ``2N`` (row ``N + i`` is the
+flipped image ``i``) in the storage dtype (float32, float16, or bfloat16 kept as its raw 16 bits in int16),
+``labels.npy`` int64 ``(N,)`` and ``meta.json`` (key, dtype, counts). Stage 2 reads batches by
+``(index, flip)`` and never runs the encoder.
+
+Building is atomic and safe when runs race: one builder holds ``.<name>.lock`` (created exclusively,
+refreshed while it works), encodes into ``.<name>.building`` with all its ranks (each a contiguous shard,
+images loaded by DataLoader workers) and renames that to the final folder; any other run waits for the
+folder to appear, or takes over a lock that has not been refreshed for :data:`STALE_LOCK_SECONDS`. Where
+the folder lives and how big it gets: :mod:`rae_framework.data.cache_plan`.
 """
 
 from __future__ import annotations
@@ -10,27 +17,57 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rae_framework.data.cache_plan import cache_bytes, check_space
+from rae_framework.data.loading import Items, LoaderSettings, StackImages, planned_loader, to_device
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import progress
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [0, 1] -> latents (B, C, h, w)
+STALE_LOCK_SECONDS = 600.0  # a builder refreshes its lock at least this often
+POLL_SECONDS = 2.0
+NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16, "bf16": np.int16}  # bf16: raw bits
+
+
+def to_storage(latents: torch.Tensor, dtype: str) -> np.ndarray:
+    """float latents -> the storage array (bf16 as its raw 16 bits in int16)."""
+    if dtype == "bf16":
+        return latents.to(torch.bfloat16).view(torch.int16).cpu().numpy()
+    return latents.to(torch.float16 if dtype == "fp16" else torch.float32).cpu().numpy()
+
+
+def from_storage(tensor: torch.Tensor, dtype: str) -> torch.Tensor:
+    """Storage rows -> a tensor of the storage dtype (no widening: that happens on the device)."""
+    return tensor.view(torch.bfloat16) if dtype == "bf16" else tensor
 
 
 class LatentCache:
-    """Read side of a finished cache folder (memory-mapped)."""
+    """Read side of a finished cache folder (memory-mapped, opened lazily so it pickles to workers)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / "meta.json").read_text())
-        self.latents = np.load(self.folder / "latents.npy", mmap_mode="r")  # (R, C, h, w)
+        self.dtype = self.meta.get("dtype", "fp32")
         self.labels = np.load(self.folder / "labels.npy")  # (N,)
         self.num_samples, self.has_flips = len(self.labels), bool(self.meta["flips"])
+        self._latents: np.ndarray | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_latents": None}  # never pickle the mapped rows themselves
+
+    @property
+    def latents(self) -> np.ndarray:
+        """The memory-mapped ``(R, C, h, w)`` storage array."""
+        if self._latents is None:
+            self._latents = np.load(self.folder / "latents.npy", mmap_mode="r")
+        return self._latents
 
     @staticmethod
     def is_complete(folder: str | Path, key: str) -> bool:
@@ -38,59 +75,123 @@ class LatentCache:
         meta = Path(folder) / "meta.json"
         return meta.is_file() and json.loads(meta.read_text()).get("key") == key
 
-    def batch(self, items: list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(latents (B, C, h, w) float32, labels (B,) int64)`` for ``(index, flip)`` items."""
-        rows = [index + self.num_samples if (flip and self.has_flips) else index for index, flip in items]
+    def rows(self, items: Items) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latents (B, C, h, w) in the storage dtype, labels (B,) int64)`` for ``(index, flip)`` items."""
+        rows = np.asarray([index + self.num_samples if (flip and self.has_flips) else index
+                           for index, flip in items])
         order = np.argsort(rows, kind="stable")  # sorted reads are faster on a memmap
-        block = np.asarray(self.latents[np.asarray(rows)[order]])
-        latents = np.empty_like(block)
-        latents[order] = block
+        latents = torch.from_numpy(np.empty((len(rows), *self.latents.shape[1:]), dtype=self.latents.dtype))
+        if torch.utils.data.get_worker_info() is not None:
+            latents.share_memory_()  # filled in place: handing it to the main process copies nothing
+        latents.numpy()[order] = self.latents[rows[order]]
         labels = self.labels[[index for index, _ in items]]
-        return torch.from_numpy(latents), torch.from_numpy(labels.astype(np.int64))
+        return from_storage(latents, self.dtype), torch.from_numpy(labels.astype(np.int64))
+
+    def batch(self, items: Items) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latents (B, C, h, w) float32, labels (B,) int64)`` for ``(index, flip)`` items."""
+        latents, labels = self.rows(items)
+        return latents.float(), labels
 
 
-def _encode_rows(encode: EncodeFn, dataset, rows: range, num_samples: int, batch_size: int,
-                 shape: tuple[int, ...], target: np.ndarray, enabled: bool) -> None:
+def _claim(lock: Path) -> bool:
+    """Create ``lock`` exclusively (True: this process builds); take over a lock left stale by a dead builder."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            stale = time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS
+        except FileNotFoundError:  # released meanwhile
+            return False
+        if stale:
+            lock.unlink(missing_ok=True)
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
+    return True
+
+
+def _agree(value: bool, context: DistContext) -> bool:
+    """Rank 0's ``value`` on every rank."""
+    if not context.enabled:
+        return value
+    flag = torch.tensor([float(value) if context.is_main else 0.0], device=context.device)
+    return bool(context.all_reduce_sum(flag).item() > 0)
+
+
+def acquire_or_wait(folder: Path, key: str, context: DistContext) -> bool:
+    """True when this run must build ``folder`` (it holds the lock); False once another run has built it."""
+    lock = folder.with_name(f".{folder.name}.lock")
+    while True:
+        done = _agree(context.is_main and LatentCache.is_complete(folder, key), context)
+        if done:
+            return False
+        if _agree(context.is_main and _claim(lock), context):
+            return True
+        time.sleep(POLL_SECONDS)
+
+
+def _encode_rows(encode: EncodeFn, dataset, rows: range, num_samples: int, batch_size: int, dtype: str,
+                 target: np.ndarray, settings: LoaderSettings, device: torch.device, lock: Path | None) -> None:
     """Encode cache ``rows`` (row ``r`` = image ``r % N``, flipped when ``r >= N``) into ``target``."""
-    bar = progress(len(rows), "latent cache", enabled=enabled)
-    for start in range(rows.start, rows.stop, batch_size):
-        chunk = range(start, min(start + batch_size, rows.stop))
-        images = torch.stack([dataset[(row % num_samples, row >= num_samples)][0] for row in chunk])
-        latents = encode(images).float().cpu().numpy()  # (b, C, h, w)
-        if latents.shape[1:] != shape:
-            raise ValueError(f"encoder produced latents {latents.shape[1:]}, expected {shape}")
-        target[chunk.start:chunk.stop] = latents
+    chunks = [range(start, min(start + batch_size, rows.stop)) for start in range(rows.start, rows.stop, batch_size)]
+    plans = [[(row % num_samples, row >= num_samples) for row in chunk] for chunk in chunks]
+    loader = planned_loader(StackImages(dataset), plans, settings)
+    bar = progress(len(rows), "latent cache", enabled=lock is not None)
+    for chunk, (_, images, _) in zip(chunks, loader):
+        latents = encode(to_device(images, device))  # (b, C, h, w), on the device while workers load ahead
+        if tuple(latents.shape[1:]) != target.shape[1:]:
+            raise ValueError(f"encoder produced latents {tuple(latents.shape[1:])}, expected {target.shape[1:]}")
+        target[chunk.start:chunk.stop] = to_storage(latents.float(), dtype)
         bar.update(len(chunk))
+        if lock is not None:
+            os.utime(lock)  # heartbeat: the lock is not stale while we work
     bar.close()
 
 
+def _start_build(temp: Path, dataset, total: int, latent_shape: tuple[int, ...], dtype: str) -> None:
+    """Rank 0: an empty ``temp`` folder with the preallocated latents file and the labels."""
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(parents=True)
+    np.lib.format.open_memmap(temp / "latents.npy", mode="w+", dtype=NUMPY_DTYPES[dtype], shape=(total, *latent_shape))
+    np.save(temp / "labels.npy", np.asarray(_labels(dataset), dtype=np.int64))
+
+
+def _finish_build(temp: Path, folder: Path, meta: dict) -> None:
+    """Rank 0: write ``meta.json`` last, then move the folder into place in one rename."""
+    (temp / "meta.json").write_text(json.dumps(meta))
+    shutil.rmtree(folder, ignore_errors=True)  # an unfinished or differently keyed leftover
+    os.replace(temp, folder)
+
+
 def build_latent_cache(folder: str | Path, encode: EncodeFn, dataset, *, latent_shape: tuple[int, int, int],
-                       flips: bool, key: str, batch_size: int = 64,
-                       context: DistContext | None = None) -> LatentCache:
-    """Encode ``dataset`` (and its flips) once into ``folder``; every rank encodes a contiguous shard."""
+                       flips: bool, key: str, batch_size: int = 64, context: DistContext | None = None,
+                       dtype: str = "fp32", loader: LoaderSettings | None = None) -> LatentCache:
+    """The cache of ``key`` in ``folder``: reused when another run built it, else encoded once (see above)."""
     context, folder = context or DistContext(), Path(folder)
-    temp = folder.with_name(f".{folder.name}.tmp")
-    num_samples = len(dataset)
-    total = num_samples * (2 if flips else 1)
-    if context.is_main:
-        shutil.rmtree(temp, ignore_errors=True)
-        temp.mkdir(parents=True)
-        np.lib.format.open_memmap(temp / "latents.npy", mode="w+", dtype=np.float32, shape=(total, *latent_shape))
-        labels = np.asarray([int(label) for label in _labels(dataset)], dtype=np.int64)
-        np.save(temp / "labels.npy", labels)
-    context.barrier()
-    target = np.load(temp / "latents.npy", mmap_mode="r+")
-    share = -(-total // context.world_size)
-    rows = range(context.rank * share, min(total, (context.rank + 1) * share))
-    _encode_rows(encode, dataset, rows, num_samples, batch_size, tuple(latent_shape), target, context.is_main)
-    target.flush()
-    del target
-    context.barrier()
-    if context.is_main:
-        (temp / "meta.json").write_text(json.dumps({"key": key, "flips": flips, "num_samples": num_samples,
-                                                    "latent_shape": list(latent_shape)}))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(temp, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if not acquire_or_wait(folder, key, context):
+        return LatentCache(folder)
+    lock, temp = folder.with_name(f".{folder.name}.lock"), folder.with_name(f".{folder.name}.building")
+    total = len(dataset) * (2 if flips else 1)
+    try:
+        if context.is_main:
+            check_space(folder.parent, cache_bytes(len(dataset), latent_shape, dtype, flips))
+            _start_build(temp, dataset, total, latent_shape, dtype)
+        context.barrier()
+        target = np.load(temp / "latents.npy", mmap_mode="r+")
+        share = -(-total // context.world_size)
+        rows = range(min(total, context.rank * share), min(total, (context.rank + 1) * share))
+        _encode_rows(encode, dataset, rows, len(dataset), batch_size, dtype, target, loader or LoaderSettings(),
+                     context.device, lock if context.is_main else None)
+        target.flush()
+        del target
+        context.barrier()
+        if context.is_main:
+            _finish_build(temp, folder, {"key": key, "flips": flips, "num_samples": len(dataset), "dtype": dtype,
+                                         "latent_shape": list(latent_shape)})
+    finally:
+        if context.is_main:
+            lock.unlink(missing_ok=True)
     context.barrier()
     return LatentCache(folder)
 
@@ -101,3 +202,4 @@ def _labels(dataset) -> list[int]:
     if labels is not None:
         return [int(label) for label in labels]
     return [int(dataset[index][1]) for index in range(len(dataset))]
+

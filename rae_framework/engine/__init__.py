@@ -11,15 +11,15 @@ Run directory::
     tensorboard/                  the same scalars as TensorBoard events
     checkpoints/<stage>/step_N/   training checkpoints (model/ema/... .safetensors + state.pt), keep-last-N
     checkpoints/*.safetensors     final weights: decoder(_ema), latent_stats, denoiser(_ema)
-    latent_cache/                 the encoded training set (memory-mapped .npy), reused while its key matches
+    latent_cache/<key>/           the encoded training set (memory-mapped .npy), when no shared cache folder is set
     reconstructions/step_N.png    stage 1: held-out originals (top) over EMA reconstructions (bottom)
     samples/samples.npz, grid.png ADM layout (arr_0 uint8 (N, H, W, 3), arr_1 int64); one grid row per class
     metrics.json                  evaluation results
     stages/<stage>/stage_state.json  input hash + output hashes: a stage whose inputs are unchanged is skipped
 
 Determinism: data order and augmentation are a pure function of ``(seed, epoch)``; every random draw of a
-training step comes from a generator seeded by ``(seed, step)`` for the whole global batch; components are
-built under a per-role seed. Hence a run killed at any point and resumed, a run with gradient accumulation,
+training step comes from generators keyed by ``(seed, stream, step, block of 16 global rows)``, each rank
+drawing only its share's blocks on its device (``draws``); components are built under a per-role seed. Hence a run killed at any point and resumed, a run with gradient accumulation,
 and a DDP run produce the same weights as one uninterrupted single-process run (bit-identical for resume).
 """
 
@@ -29,7 +29,8 @@ from rae_framework.engine.checkpoints import (CheckpointManager, module_tensors,
                                               set_rng_state)
 from rae_framework.config import OptimizerConfig
 from rae_framework.engine.distributed import DistContext, init_distributed, no_sync, unwrap, wrap_model
-from rae_framework.engine.draws import step_generator
+from rae_framework.engine.draws import (BLOCK_ROWS, RowKeys, StepDraws, augment_rows, block_generator,
+                                        denoiser_draws, draw_rows, draw_step, step_generator)
 from rae_framework.engine.ema import EMA
 from rae_framework.engine.images import save_grid, to_uint8, uint8_to_tensor, write_npz
 from rae_framework.engine.logging import RunLogger, progress
@@ -42,9 +43,10 @@ from rae_framework.engine.statistics import (LatentStatistics, all_reduce_statis
 from rae_framework.files import atomic_write, atomic_write_text
 
 __all__ = [
-    "CheckpointManager", "DistContext", "EMA", "LatentStatistics", "OptimizerConfig", "RunLogger", "RunResult",
-    "RunState", "StageRecord", "all_reduce_statistics", "atomic_write", "atomic_write_text", "build_metric",
-    "build_optimizer", "build_rae", "build_scheduler", "clip_gradients", "encode_fn", "file_sha256",
+    "BLOCK_ROWS", "CheckpointManager", "DistContext", "EMA", "LatentStatistics", "OptimizerConfig", "RowKeys",
+    "RunLogger", "RunResult", "RunState", "StageRecord", "StepDraws", "all_reduce_statistics", "atomic_write",
+    "atomic_write_text", "augment_rows", "block_generator", "build_metric", "build_optimizer", "build_rae",
+    "build_scheduler", "clip_gradients", "denoiser_draws", "draw_rows", "draw_step", "encode_fn", "file_sha256",
     "holdout_images", "init_distributed", "json_sha256", "load_statistics", "match_size", "module_tensors",
     "no_sync", "progress", "reconstruct", "reduce_metric", "rng_state", "run_assembly", "save_final_weights",
     "save_grid", "save_statistics", "save_weights", "set_rng_state", "statistics_file", "step_generator",

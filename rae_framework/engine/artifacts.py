@@ -50,11 +50,13 @@ def build_rae(run: RunState, *, trained_decoder: bool = True, computed_statistic
     return rae.to(run.context.device).eval()
 
 
-def encode_fn(rae, device: torch.device):
-    """``images (B, 3, H, W) in [0, 1] -> normalised latents (B, C, h, w)``, eval mode, no grad."""
+def encode_fn(rae, device: torch.device, precision: str = "no"):
+    """``images (B, 3, H, W) in [0, 1] -> normalised latents (B, C, h, w)`` float32, eval mode, no grad, on
+    ``device`` (under bf16 autocast when ``precision`` is ``bf16``)."""
     def encode(images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return rae.encode(images.to(device))
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        with torch.no_grad(), autocast:
+            return rae.encode(images.to(device)).float()
     return encode
 
 

@@ -9,12 +9,13 @@ from rae_framework.engine.distributed import DistContext
 from rae_framework.errors import ConfigError
 
 
-def build_metric(session, name: str):
-    """A metric by preset name (``gfid``, ``fid-tiny``, ...) or, failing that, by component name."""
+def build_metric(session, name: str, params: dict | None = None):
+    """A metric by preset name (``gfid``, ``fid-tiny``, ...) or, failing that, by component name, with
+    ``params`` over the preset's."""
     presets = {preset.name: preset for preset in session.presets.all("metric")}
     if name in presets:
-        return session.build("metric", presets[name].component, preset=name)
-    return session.build("metric", name)
+        return session.build("metric", presets[name].component, params, preset=name)
+    return session.build("metric", name, params)
 
 
 def reduce_metric(metric, context: DistContext):

@@ -19,7 +19,7 @@ import torch
 
 from rae_framework.autoencoder import RepresentationAutoencoder
 from rae_framework.config import AutoencoderConfig, OptimizerConfig
-from rae_framework.engine import CheckpointManager, DistContext, step_generator
+from rae_framework.engine import CheckpointManager, DistContext, RowKeys
 from rae_framework.session import Session
 from rae_stages.configs import TrainDecoderStage
 from rae_stages.train_decoder import STREAM_STAGE1, Stage1Parts, build_stage1_state, decoder_step
@@ -59,8 +59,8 @@ def run_engine(parts) -> tuple:
                               gan_loss=parts["gan_loss"], augment=parts["augment"])
     state = build_stage1_state(rae, stage, stage_parts, torch.device("cpu"))
     for step, images in enumerate(batches(parts["size"])):
-        generator = step_generator(SEED, STREAM_STAGE1, step)
-        decoder_step(rae, state, stage_parts, stage, images, CheckpointManager("unused"), generator, DistContext())
+        rows = RowKeys(SEED, step, 0, BATCH)
+        decoder_step(rae, state, stage_parts, stage, images, CheckpointManager("unused"), rows, DistContext())
     return state.decoder, state.ema.model, state.discriminator
 
 
@@ -74,22 +74,23 @@ def run_transcription(parts) -> tuple:
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=LR, betas=BETAS, weight_decay=0.0, fused=True)
     disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=LR, betas=BETAS, weight_decay=0.0, fused=True)
     disc = lambda pm1: discriminator((pm1 + 1) / 2)  # noqa: E731 - our modules take [0, 1] images
-    aug = lambda pm1, g: augment((pm1 + 1) / 2, generator=g) * 2 - 1  # noqa: E731
+    def aug(pm1: torch.Tensor, rows: RowKeys, call: int) -> torch.Tensor:  # the engine's draws for call ``call``
+        return rows.augment(augment, (pm1 + 1) / 2, STREAM_STAGE1 + 1 + call) * 2 - 1
     for step, images in enumerate(batches(parts["size"])):
-        generator = step_generator(SEED, STREAM_STAGE1, step)  # the same draws, in the same order
+        rows = RowKeys(SEED, step, 0, BATCH)  # the same draws (keyed by global row blocks) as the engine
         real_normed = images * 2.0 - 1.0
         optimizer.zero_grad(set_to_none=True)
         discriminator.eval()
         rae.train()
         rae.encoder.eval()
         with torch.no_grad():
-            latents = rae.encode(images, generator=generator)
+            latents = rae.encode(images, noise=rows.draw(rae.draw_noise, STREAM_STAGE1))
         recon = rae.decode(latents)
         recon_normed = recon * 2.0 - 1.0
         rec_loss = (recon - images).abs().mean()
         lpips_loss = lpips((real_normed + 1) / 2, (recon_normed + 1) / 2).mean()
         recon_total = rec_loss + 1.0 * lpips_loss
-        gan_loss = -disc(aug(recon_normed, generator)).float().mean()
+        gan_loss = -disc(aug(recon_normed, rows, 0)).float().mean()
         last = decoder.last_layer_weight
         rec_grad = torch.autograd.grad(recon_total, last, retain_graph=True)[0]
         gan_grad = torch.autograd.grad(gan_loss, last, retain_graph=True)[0]
@@ -106,7 +107,7 @@ def run_transcription(parts) -> tuple:
         with torch.no_grad():
             recon_disc_normed = rae.decode(rae.encode(images)) * 2.0 - 1.0
         fake = torch.round((recon_disc_normed.clamp(-1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0
-        fake_input, real_input = aug(fake, generator), aug(real_normed, generator)
+        fake_input, real_input = aug(fake, rows, 1), aug(real_normed, rows, 2)
         logits_fake, logits_real = disc(fake_input).float(), disc(real_input).float()
         d_loss = 0.5 * (torch.relu(1.0 - logits_real).mean() + torch.relu(1.0 + logits_fake).mean())
         d_loss.backward()

@@ -140,7 +140,8 @@ def test_image_folder_random_crop_items(tmp_path):
 
 
 def test_data_setting_random_crop_trains_on_planned_crops_and_evaluates_on_centre_crops(tmp_path):
-    from rae_framework.data.datasets import PlannedBatches, batch_loader
+    from rae_framework.data.datasets import PlannedBatches
+    from rae_framework.data.loading import LoaderSettings, StackImages, planned_loader
 
     for label in ("a", "b"):
         (tmp_path / label).mkdir()
@@ -152,7 +153,8 @@ def test_data_setting_random_crop_trains_on_planned_crops_and_evaluates_on_centr
     train, holdout = build_dataset(config, "train"), build_dataset(config, "holdout")
     assert train.random_crop and train.resize_to == 24 and not holdout.random_crop
     plan = BatchPlan(len(train), seed=0, flip=False, crop=train.random_crop)
-    (images, _), = list(batch_loader(train, PlannedBatches(plan, len(train), 0, 1)))
+    (_, images, _), = list(planned_loader(StackImages(train), PlannedBatches(plan, len(train), 0, 1),
+                                          LoaderSettings(num_workers=1)))  # crops travel to the worker
     index, _, crop = plan.batch(0, len(train))[0]
     with Image.open(train.files[index]) as image:
         expected = np.asarray(resize_random_crop(image.convert("RGB"), 16, 24, crop))

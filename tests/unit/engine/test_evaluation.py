@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from rae_framework.engine.distributed import DistContext
+from rae_framework.data.image_rows import reference_images
 from rae_framework.errors import ConfigError
-from rae_stages.evaluate import evaluate_metric, load_reference_images, write_metrics
+from rae_stages.evaluate import evaluate_metric, write_metrics
 
 
 class Recorder:
@@ -36,8 +37,27 @@ class Recorder:
         return {"n_generated": sum(len(b) for b in self.generated), "n_reference": sum(len(b) for b in self.reference)}
 
 
+class Rows:
+    """Images held in a tensor, read by rows (the ImageRows protocol)."""
+
+    def __init__(self, images):
+        self.images, self.reads = images, []
+
+    def __len__(self):
+        return len(self.images)
+
+    def read(self, start, stop):
+        self.reads.append((start, stop))
+        return self.images[start:stop]
+
+
+def load_reference_images(path, size):
+    rows = reference_images(path, size)
+    return rows.read(0, len(rows))
+
+
 def test_the_metrics_own_declaration_decides_its_family_whatever_its_name():
-    samples, reference = torch.rand(4, 3, 4, 4), torch.rand(3, 3, 4, 4)
+    samples, reference = Rows(torch.rand(4, 3, 4, 4)), Rows(torch.rand(3, 3, 4, 4))
     generation = evaluate_metric("psnr", Recorder(paired=False), samples=samples, reference=reference,
                                  reconstruct=lambda x: x, batch_size=2, context=DistContext())
     assert generation == {"n_generated": 4, "n_reference": 3}
@@ -47,10 +67,11 @@ def test_the_metrics_own_declaration_decides_its_family_whatever_its_name():
 
 
 def test_generation_metric_gets_all_samples_and_references():
-    samples, reference = torch.rand(7, 3, 4, 4), torch.rand(5, 3, 4, 4)
+    samples, reference = Rows(torch.rand(7, 3, 4, 4)), Rows(torch.rand(5, 3, 4, 4))
     values = evaluate_metric("gfid", Recorder(key="gfid"), samples=samples, reference=reference, reconstruct=None,
                              batch_size=3, context=DistContext())
     assert values == {"n_generated": 7, "n_reference": 5}
+    assert samples.reads == [(0, 3), (3, 6), (6, 7)]  # read batch by batch, never whole
     for metric in (Recorder(key="gfid", reference="ref.npz"), Recorder(has_reference=False)):  # own set / IS
         values = evaluate_metric("gfid", metric, samples=samples, reference=reference, reconstruct=None,
                                  batch_size=3, context=DistContext())
@@ -62,7 +83,7 @@ def test_generation_metric_gets_all_samples_and_references():
 
 def test_reconstruction_metric_pairs_reconstructions_with_originals():
     metric, reference = Recorder(paired=True), torch.rand(5, 3, 4, 4)
-    evaluate_metric("psnr", metric, samples=None, reference=reference, reconstruct=lambda x: 1 - x, batch_size=2,
+    evaluate_metric("psnr", metric, samples=None, reference=Rows(reference), reconstruct=lambda x: 1 - x, batch_size=2,
                     context=DistContext())
     assert torch.equal(torch.cat(metric.reference), reference)
     assert torch.equal(torch.cat(metric.generated), 1 - reference)
@@ -88,3 +109,22 @@ def test_metrics_json_is_merged(tmp_path):
     write_metrics(path, {"psnr": 20.0})
     write_metrics(path, {"fid": 3.5, "psnr": 21.0})
     assert json.loads(path.read_text()) == {"fid": 3.5, "psnr": 21.0}
+
+
+class Stateless(Recorder):
+    """A recorder with an (empty) mergeable state, so a simulated rank reduces nothing."""
+
+    state_reductions = {"unused": "sum"}
+
+    def state_tensors(self):
+        return {}
+
+    def load_state_tensors(self, tensors):
+        assert tensors == {}
+
+
+def test_each_rank_reads_only_its_contiguous_share():
+    samples, reference = Rows(torch.rand(7, 3, 4, 4)), Rows(torch.rand(5, 3, 4, 4))
+    evaluate_metric("gfid", Stateless(key="gfid"), samples=samples, reference=reference, reconstruct=None,
+                    batch_size=2, context=DistContext(rank=1, world_size=2, device=torch.device("cpu")))
+    assert samples.reads == [(3, 5), (5, 7)] and reference.reads == [(2, 4), (4, 5)]

@@ -10,8 +10,8 @@ import torch
 from rae_framework.config import OptimizerConfig
 from rae_stages.configs import TrainDenoiserStage
 from rae_framework.engine.logging import RunLogger
-from rae_framework.engine import step_generator
-from rae_stages.train_denoiser import draw_step, train_denoiser
+from rae_framework.engine import draw_step, step_generator
+from rae_stages.train_denoiser import train_denoiser
 from rae_framework.errors import ConfigError, TrainingDivergedError
 
 from doubles import DenoiserDoubleConfig, LinearSchedule, TinyDenoiser
