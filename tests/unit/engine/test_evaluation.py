@@ -24,6 +24,10 @@ class Recorder:
         self.paired = paired
         self.reset()
 
+    @property
+    def wants_reference_images(self):  # as interfaces.Metric's default
+        return not self.paired and getattr(self.config, "reference", "absent") is None
+
     def reset(self):
         self.generated, self.reference = [], []
 

@@ -12,7 +12,7 @@ from rae_framework.data.config import DataConfig
 from rae_framework.data.datasets import build_dataset
 from rae_framework.engine.distributed import DistContext
 from rae_framework.errors import ConfigError, WeightsNotFoundError
-from rae_stages.evaluate import evaluate_metric, load_sample_labels
+from rae_stages.evaluate import load_samples, evaluate_metric, load_sample_labels
 
 ACCURACY = "class_accuracy@digits-classifier"
 
@@ -97,8 +97,8 @@ def test_evaluate_stage_passes_the_sample_labels(session, holdout, tmp_path):
     np.savez(path, arr_0=(images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), arr_1=labels.numpy())
     loaded = load_sample_labels(path)
     assert torch.equal(loaded, labels)
-    samples = torch.from_numpy(np.load(path)["arr_0"]).permute(0, 3, 1, 2).float() / 255
-    common = {"samples": samples, "reference": images, "reconstruct": None, "batch_size": 64,
+    samples = load_samples(path)  # read by rows, as the stage reads it
+    common = {"samples": samples, "reference": samples, "reconstruct": None, "batch_size": 64,
               "context": DistContext()}
     metric = session.build("metric", "class-accuracy")
     values = evaluate_metric("class-accuracy", metric, labels=loaded, **common)
