@@ -57,14 +57,21 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> R
     (default: CUDA when available, else CPU)."""
     run_dir = Path(run_dir)
     state = RunState(run_dir, _run_assembly(run_dir), DistContext(device=_device(device)))
-    sources = {role: weights_source(state, role) for role in ("decoder", "denoiser")}
+    sources = {role: weights_source(state, role) for role in TRAINED_WEIGHTS if state.has(role)}
     sources["statistics"] = statistics_source(state)
     rae = build_rae(state)
+    names = run_class_names(run_dir, state.assembly.data)
+    return RAEPipeline(state, rae, _trained_denoiser(state), names, sources)
+
+
+def _trained_denoiser(state: RunState):
+    """The denoiser with the run's EMA weights (or its ``checkpoint``), in eval mode; None for a stage-1 run."""
+    if not state.has("denoiser"):
+        return None
     denoiser = state.component("denoiser")
     if stage_enabled(state, "train_denoiser"):
         denoiser.load_state_dict(load_file(str(state.checkpoints / DENOISER_EMA_FILE)))
-    names = run_class_names(run_dir, state.assembly.data)
-    return RAEPipeline(state, rae, denoiser.to(state.context.device).eval(), names, sources)
+    return denoiser.to(state.context.device).eval()
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -143,7 +150,7 @@ class RAEPipeline:
     def __init__(self, state: RunState, rae, denoiser, names: list[str] | None, sources: dict[str, str]) -> None:
         self._state, self.rae, self.denoiser = state, rae, denoiser
         self.class_names, self.weight_sources = names, sources
-        self.schedule = state.component("schedule")
+        self.schedule = state.optional("schedule")
 
     # --- what it is --------------------------------------------------------------------------------------
     @property
@@ -168,14 +175,14 @@ class RAEPipeline:
 
     @property
     def num_classes(self) -> int:
-        """Class labels are ``0 .. num_classes - 1``."""
-        return self.denoiser.num_classes
+        """Class labels are ``0 .. num_classes - 1`` (the denoiser's; for a stage-1 run the dataset's)."""
+        return self.denoiser.num_classes if self.denoiser is not None else len(self.class_names or ())
 
     def __repr__(self) -> str:
         specs = self.assembly.components
         lines = [f"RAEPipeline(run={str(self.run_dir)!r}, device={self.device})"]
         modules = {"encoder": self.rae.encoder, "decoder": self.rae.decoder, "denoiser": self.denoiser}
-        for role, module in modules.items():
+        for role, module in ((role, module) for role, module in modules.items() if module is not None):
             size = f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M params"
             lines.append(f"  {role:<10} {specs[role].name:<14} {size:<14} {self._source(role)}")
         lines.append(f"  {'statistics':<10} {'':<29} {self.weight_sources['statistics']}")
@@ -205,7 +212,8 @@ class RAEPipeline:
         """Move the models to ``device`` (as diffusers' ``pipe.to("cuda")``); returns the pipeline."""
         self._state.context = DistContext(device=_device(device))
         self.rae.to(self.device)
-        self.denoiser.to(self.device)
+        if self.denoiser is not None:
+            self.denoiser.to(self.device)
         return self
 
     # --- labels ------------------------------------------------------------------------------------------
@@ -244,6 +252,9 @@ class RAEPipeline:
         replace the run's settings for this call. Noise comes from ``generator`` (a CPU generator), else from
         one seeded with ``seed``, else from a random seed.
         """
+        if self.denoiser is None:
+            raise ConfigError(f"{self.run_dir}: this run has no denoiser (a stage-1 run); it can only encode and "
+                              "decode (pipe.encode, pipe.decode)")
         if output_type not in OUTPUT_TYPES:
             raise ConfigError(f"output_type {output_type!r}: expected one of {', '.join(OUTPUT_TYPES)}")
         ids = torch.tensor(self.get_label_ids(labels), dtype=torch.int64).repeat_interleave(num_images_per_label)
@@ -271,14 +282,16 @@ class RAEPipeline:
 
     def _sampler(self, name: str | None, num_steps: int | None):
         """The run's sampler, or one with another name or step count."""
-        spec = self.assembly.spec("sampler")
-        if name in (None, spec.name) and num_steps in (None, spec.params.get("num_steps")):
+        spec = self.assembly.components.get("sampler")
+        same = spec is not None and name in (None, spec.name)
+        if same and num_steps in (None, spec.params.get("num_steps")):
             return self._state.component("sampler")
-        params = dict(spec.params) if name in (None, spec.name) else {}
-        if num_steps is not None:
-            params["num_steps"] = num_steps
-        elif "num_steps" in spec.params:
-            params["num_steps"] = spec.params["num_steps"]
+        if spec is None and name is None:
+            raise ConfigError("the run's assembly has no sampler; choose one (sampler='euler' / --sampler euler)")
+        params = dict(spec.params) if same else {}
+        steps = num_steps if num_steps is not None or spec is None else spec.params.get("num_steps")
+        if steps is not None:
+            params["num_steps"] = steps
         return self._state.session.build("sampler", name or spec.name, params)
 
     def _guidance(self, name: str | None, scale: float | None):

@@ -192,6 +192,23 @@ def test_an_untrained_component_without_checkpoint_is_an_error(run_dir, tmp_path
         rae_framework.load_run(run, device="cpu")
 
 
+def test_a_stage_1_run_encodes_and_decodes_and_refuses_to_sample(run_dir, tmp_path, pipe):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "checkpoints" / "denoiser_ema.safetensors").unlink()
+    data = yaml.safe_load((run / "assembly.yaml").read_text())
+    for role in ("denoiser", "schedule", "sampler", "guidance"):
+        del data["components"][role]
+    data["stages"].update(train_denoiser=None, sample=None)
+    (run / "assembly.yaml").write_text(yaml.safe_dump(data))
+    stage1 = rae_framework.load_run(run, device="cpu")
+    assert "dit-dh" not in repr(stage1) and "10 classes" in repr(stage1)
+    pixels = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(stage1.decode(stage1.encode(pixels)), pipe.decode(pipe.encode(pixels)))
+    with pytest.raises(ConfigError, match="this run has no denoiser"):
+        stage1(3)
+
+
 def test_missing_run_dir_or_assembly(tmp_path):
     with pytest.raises(ConfigError, match="no such run directory"):
         rae_framework.load_run(tmp_path / "nowhere")
