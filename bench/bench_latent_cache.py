@@ -26,8 +26,8 @@ from rae_framework.data.latent_cache import build_latent_cache  # noqa: E402
 from rae_framework.engine.distributed import DistContext  # noqa: E402
 from rae_framework.engine.logging import RunLogger  # noqa: E402
 from rae_framework.engine.run_state import RunState  # noqa: E402
-from rae_framework.engine.stage2 import EncodedLatents, train_denoiser  # noqa: E402
-from rae_framework.engine.stages import build_rae, encode_fn  # noqa: E402
+from rae_stages.train_denoiser import EncodedLatents, train_denoiser  # noqa: E402
+from rae_framework.engine import build_rae, encode_fn  # noqa: E402
 
 DEFAULT_ASSEMBLY = """
 name: bench-latent-cache

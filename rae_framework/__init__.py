@@ -17,9 +17,27 @@ from rae_framework.errors import (
     UnknownComponentError,
 )
 from rae_framework.hookspecs import hookimpl
-from rae_framework.session import Session
+from rae_framework.session import Session, active_session
 
 __version__ = "0.1.0"
+
+PUBLIC_MODULES: tuple[str, ...] = (
+    "rae_framework",  # build, load_assembly, hookimpl, Session, errors, ensure_torchvision_importable
+    "rae_framework.interfaces",  # what components and stages implement
+    "rae_framework.config",  # ComponentConfig, AutoencoderConfig, OptimizerConfig, latent_shape_of
+    "rae_framework.errors",
+    "rae_framework.stage",  # StageSpec, StageConfig, StageProblem: what a stage plugin declares
+    "rae_framework.engine",  # the stage toolkit (its package namespace only, not its submodules)
+    "rae_framework.autoencoder",  # the RAE composition and its token/latent reshapes
+    "rae_framework.data",  # datasets, batch plans, the latent cache and the data settings
+    "rae_framework.data.config",
+    "rae_framework.data.datasets",
+    "rae_framework.data.latent_cache",
+    "rae_framework.files",  # atomic writes
+    "rae_framework.interop",
+    "rae_framework.testing",  # contract tests for plugin authors
+)
+"""The core modules a plugin may import; everything else is private to the core (a test enforces it)."""
 
 __all__ = [
     "ComponentConfig",
@@ -30,6 +48,7 @@ __all__ = [
     "Session",
     "UnknownComponentError",
     "build",
+    "ensure_torchvision_importable",
     "hookimpl",
     "load_assembly",
     "load_run",
@@ -38,11 +57,17 @@ __all__ = [
 
 def build(kind: str, name: str, params: dict[str, Any] | None = None, *, preset: str | None = None,
           session: Session | None = None) -> Any:
-    """Build a ready component, e.g. ``build("denoiser", "dit-dh", preset="dit-dh-s")``."""
+    """Build a ready component, e.g. ``build("denoiser", "dit-dh", preset="dit-dh-s")``: with ``session``, else
+    the active one (a component building another), else a new one."""
+    return (session or active_session() or Session()).build(kind, name, params, preset=preset)
+
+
+def ensure_torchvision_importable() -> None:
+    """Make torchvision importable beside a CPU-only torch (public for plugins that import timm, open_clip,
+    lpips or transformers' vision models outside a build; builds apply it themselves)."""
     from rae_framework import compat
 
     compat.ensure_torchvision_importable()
-    return (session or Session()).build(kind, name, params, preset=preset)
 
 
 def load_assembly(path: str, overrides: list[str] | None = None, *, session: Session | None = None) -> Any:

@@ -6,7 +6,9 @@
    and the ``autoencoder``, ``data`` and ``stages`` sections with their own models.
 3. Each component is resolved through the session's registry and presets, derived values are filled in
    (the latent shape from the encoder's Config), and the params are validated by the component's Config.
-4. Cross-component rules: consistent derived values, the roles each enabled stage needs, known metrics.
+4. The ``stages`` section: each key names a registered stage (kind ``stage``) whose Config validates its
+   settings; then the rules the stages' specs imply (the roles each enabled stage needs) and each stage's
+   own cross-checks (known metric names, ...).
 
 Every problem of every stage is collected and raised together as one :class:`AssemblyError`, each with
 ``file:line``, the dotted path and the offending value. Nothing here imports torch or a component's class;
@@ -21,24 +23,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from rae_framework.config import AutoencoderConfig
-from rae_framework.engine.config import DataConfig, StagesConfig
+from rae_framework.config import AutoencoderConfig, latent_shape_of
+from rae_framework.data.config import DataConfig
 from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
 from rae_framework.presets import Preset
-from rae_framework.registry import NAME_PATTERN, Entry
+from rae_framework.registry import NAME_PATTERN, Entry, did_you_mean
 from rae_framework.session import Session
+from rae_framework.stage import STAGE_KIND, StageCheckContext, StageConfig, Stages
 from rae_framework.yaml_lines import PathKey, SourceMap, apply_override, load_yaml_file, parse_override
 
 RECIPE_KIND = "recipe"  # pseudo-kind of registry/recipes.yaml: presets that point at assembly files
-
-# The roles each enabled stage needs, checked before any run (the engine builds the whole RAE, encoder and
-# decoder, for every stage that encodes or decodes).
-STAGE_ROLES: dict[str, tuple[str, ...]] = {
-    "train_decoder": ("encoder", "decoder"),
-    "latent_stats": ("encoder", "decoder"),
-    "train_denoiser": ("encoder", "decoder", "denoiser", "schedule"),
-    "sample": ("encoder", "decoder", "denoiser", "schedule", "sampler"),
-}
 
 # Params filled from the latent shape (C, h, w) when a kind's Config declares them.
 DERIVED_FIELDS: dict[str, dict[str, Any]] = {
@@ -74,7 +68,9 @@ class AssemblyEnvelope(BaseModel):
                                                      description="Role -> component specification.")
     autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
-    stages: StagesConfig = Field(default_factory=StagesConfig, description="Stages to run, in order.")
+    stages: dict[str, Any] = Field(default_factory=dict, description="Registered stage name -> its settings "
+                                                                     "(a mapping; {} for the defaults). Stages "
+                                                                     "run in their registered order.")
 
 
 class ComponentSpec(BaseModel):
@@ -93,23 +89,30 @@ class ComponentSpec(BaseModel):
 class Assembly(BaseModel):
     """A validated, fully resolved assembly. Build components with :meth:`build`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(..., description="Run name.")
     seed: int = Field(0, description="Global random seed.")
     components: dict[str, ComponentSpec] = Field(default_factory=dict, description="Role -> resolved component.")
     autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
-    stages: StagesConfig = Field(default_factory=StagesConfig, description="Stages to run, in order.")
+    stages: Stages = Field(default_factory=Stages, description="Validated stage settings, in run order.")
     source: str | None = Field(None, description="The file it was read from.")
     warnings: tuple[str, ...] = Field((), description="Advice that did not stop validation.")
     _session: Session | None = PrivateAttr(None)
 
     @property
+    def session(self) -> Session:
+        """The session that validated this assembly (its plugins and registry); builds use it."""
+        if self._session is None:
+            self._session = Session()
+        return self._session
+
+    @property
     def latent_shape(self) -> tuple[int, int, int] | None:
         """``(C, h, w)`` of the latents, derived from the encoder's Config (None without an encoder)."""
         encoder = self.components.get("encoder")
-        return _latent_shape(encoder.config) if encoder is not None else None
+        return latent_shape_of(encoder.config) if encoder is not None else None
 
     def spec(self, role: str) -> ComponentSpec:
         """The resolved component of ``role``, or a :class:`ConfigError` listing the roles."""
@@ -123,7 +126,7 @@ class Assembly(BaseModel):
         from rae_framework import compat
 
         spec = self.spec(role)
-        session = session or self._session or Session()
+        session = session or self.session
         compat.ensure_torchvision_importable()
         component = session.build_from_config(session.registry.get(spec.kind, spec.name), spec.config)
         if spec.checkpoint is not None:
@@ -138,7 +141,7 @@ class Assembly(BaseModel):
             "components": {role: spec.model_dump(mode="json") for role, spec in self.components.items()},
             "autoencoder": self.autoencoder.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json"),
-            "stages": self.stages.model_dump(mode="json"),
+            "stages": self.stages.dump(),
         }
 
     def to_yaml(self) -> str:
@@ -195,12 +198,13 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     roles = set(raw_components) if isinstance(raw_components, dict) else set()
     encoder_declared = "encoder" in roles
     components = _resolve_components(_component_envelopes(data), session, issues, encoder_declared)
-    if envelope is not None:
-        _check_stages(envelope, roles, components, session, issues)
+    stages = _validate_stages(data.get("stages"), session, issues)
+    _check_denoiser_classes(components, issues)
+    warnings = _check_stages(stages, frozenset(roles), components, session, issues)
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
-                        autoencoder=envelope.autoencoder, data=envelope.data, stages=envelope.stages,
-                        source=source, warnings=(*_advice(components), *_skipped_terms(envelope, roles)))
+                        autoencoder=envelope.autoencoder, data=envelope.data, stages=stages,
+                        source=source, warnings=(*_advice(components), *warnings))
     assembly._session = session
     return assembly
 
@@ -328,48 +332,61 @@ def _add_config_errors(here: PathKey, error: ValidationError, *, underived: bool
         issues.add((*here, "params", *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
 
 
-def _latent_shape(encoder_config: Any) -> tuple[int, int, int] | None:
-    token_dim, grid = getattr(encoder_config, "token_dim", None), getattr(encoder_config, "grid_size", None)
-    if not isinstance(token_dim, int) or not isinstance(grid, int):
-        return None
-    return token_dim, grid, grid
-
-
 def _latent_shape_or_issue(spec: ComponentSpec, issues: _Issues) -> tuple[int, int, int] | None:
-    shape = _latent_shape(spec.config)
+    shape = latent_shape_of(spec.config)
     if shape is None:
         issues.add(("components", "encoder"), f"the Config of encoder '{spec.name}' must expose integer "
                                               "properties 'token_dim' and 'grid_size'", show_value=False)
     return shape
 
 
-def _check_stages(envelope: AssemblyEnvelope, declared: set[str], components: dict[str, ComponentSpec],
-                  session: Session, issues: _Issues) -> None:
-    """Each enabled stage needs its roles (of the right kind); evaluation needs registered metrics."""
-    for stage, needed in STAGE_ROLES.items():
-        settings = getattr(envelope.stages, stage)
-        if settings is None or not settings.enabled:
-            continue
-        for role in needed:
+def _validate_stages(raw: Any, session: Session, issues: _Issues) -> Stages:
+    """Each ``stages`` key names a registered stage; its value (a mapping) is validated by that stage's Config."""
+    configs: dict[str, StageConfig] = {}
+    known = session.registry.names(STAGE_KIND)
+    for name, body in (raw.items() if isinstance(raw, dict) else []):
+        here = ("stages", str(name))
+        if name not in known:
+            issues.add(here, f"Unknown stage '{name}'.{did_you_mean(str(name), known)} "
+                             f"Registered stages: {', '.join(known) or 'none'}", show_value=False)
+        elif body is None:
+            issues.add(here, f"stage '{name}' has no value, so it would be silently skipped; write "
+                             f"'{name}: {{}}' for its defaults or 'enabled: false' to skip it", show_value=False)
+        else:
+            config = _validate_stage(name, body, session, issues)
+            if config is not None:
+                configs[str(name)] = config
+    return Stages(configs)
+
+
+def _validate_stage(name: str, body: Any, session: Session, issues: _Issues) -> StageConfig | None:
+    try:
+        return session.registry.get(STAGE_KIND, name).load_config_model().model_validate(body)
+    except ValidationError as error:
+        issues.add_validation(("stages", name), error)
+        return None
+
+
+def _check_stages(stages: Stages, declared: frozenset[str], components: dict[str, ComponentSpec],
+                  session: Session, issues: _Issues) -> list[str]:
+    """Each enabled stage has the roles its spec needs (of the right kind) and passes its own cross-checks;
+    returns the warnings."""
+    context = StageCheckContext(components, declared, stages, session)
+    warnings = []
+    for name in stages.enabled():
+        for role in stages.spec(name).roles:
             if role not in declared:
-                issues.add(("stages", stage), f"stage '{stage}' needs a component '{role}' under components",
+                issues.add(("stages", name), f"stage '{name}' needs a component '{role}' under components",
                            show_value=False)
-            elif role in components and components[role].kind != role:
-                issues.add(("components", role, "kind"), f"role '{role}' must be a {role}",
-                           components[role].kind)
-    _check_denoiser_classes(components, issues)
-    evaluate = envelope.stages.evaluate
-    if evaluate is not None and evaluate.enabled:
-        has_kind = "metric" in session.registry.kinds
-        presets = {preset.name for preset in session.presets.all("metric")  # e.g. gfid, fid-tiny
-                   if has_kind and session.registry.contains("metric", preset.component)}
-        for index, metric in enumerate(evaluate.metrics):
-            registered = has_kind and session.registry.contains("metric", metric)
-            if not registered and metric not in presets:
-                known = session.registry.names("metric") if "metric" in session.registry.kinds else []
-                known = sorted({*known, *presets})
-                issues.add(("stages", "evaluate", "metrics", index), f"Unknown metric '{metric}'. Available: "
-                                                                     f"{', '.join(known) or 'none'}", metric)
+            elif role in components and role in session.registry.kinds and components[role].kind != role:
+                issues.add(("components", role, "kind"), f"role '{role}' must be a {role}", components[role].kind)
+        for problem in stages[name].check(context):
+            path = problem.path if problem.path[:1] == ("components",) else ("stages", name, *problem.path)
+            if problem.warning:
+                warnings.append(f"{'.'.join(map(str, path))}: {problem.message}")
+            else:
+                issues.add(path, problem.message, problem.value, show_value=problem.value is not None)
+    return warnings
 
 
 def _check_denoiser_classes(components: dict[str, ComponentSpec], issues: _Issues) -> None:
@@ -386,26 +403,14 @@ def _check_denoiser_classes(components: dict[str, ComponentSpec], issues: _Issue
 def _advice(components: dict[str, ComponentSpec]) -> list[str]:
     """Non-fatal advice, e.g. a denoiser narrower than the latent channels (the paper's width rule)."""
     encoder = components.get("encoder")
-    shape = _latent_shape(encoder.config) if encoder is not None else None
+    shape = latent_shape_of(encoder.config) if encoder is not None else None
     advice = []
     for role, spec in components.items():
-        width = getattr(spec.config, "hidden_size", None)
-        width = max(width) if isinstance(width, (list, tuple)) and width else width  # DiT^DH: the wide head
+        width = getattr(spec.config, "token_width", None)  # the widest layer that sees the tokens
         if spec.kind == "denoiser" and shape is not None and isinstance(width, int) and width < shape[0]:
-            advice.append(f"components.{role}: hidden_size {width} is below the latent channels {shape[0]}; "
-                          "the paper finds a DiT must be at least as wide as the tokens to fit them")
+            advice.append(f"components.{role}: its widest layer ({width}) is narrower than the latent channels "
+                          f"{shape[0]}; the paper finds a DiT must be at least as wide as the tokens to fit them")
     return advice
-
-
-def _skipped_terms(envelope: AssemblyEnvelope, roles: set[str]) -> list[str]:
-    """Stage-1 loss terms with a weight but without the component that computes them (the engine skips them)."""
-    stage = envelope.stages.train_decoder
-    if stage is None or not stage.enabled:
-        return []
-    terms = [("perceptual_weight", "perceptual"), ("gan_weight", "discriminator")]
-    return [f"stages.train_decoder.{weight}: {getattr(stage, weight)} but no '{role}' component, so this term "
-            f"is skipped; add the component or set the weight to 0"
-            for weight, role in terms if getattr(stage, weight) > 0 and role not in roles]
 
 
 def _as_tuple(value: Any) -> Any:

@@ -57,9 +57,8 @@ class RepresentationAutoencoder(nn.Module):
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        """``(C, h, w)`` of the latents: the encoder's token dim and token grid at its input size."""
-        grid = self.encoder.input_size // self.encoder.patch_size
-        return (self.encoder.token_dim, grid, grid)
+        """``(C, h, w)`` of the latents (:attr:`Encoder.latent_shape`)."""
+        return self.encoder.latent_shape
 
     def set_statistics(self, mean: torch.Tensor | None = None, var: torch.Tensor | None = None) -> None:
         """Latent statistics, broadcast to ``latent_shape``; a missing mean is 0 and a missing var 1."""

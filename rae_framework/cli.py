@@ -87,10 +87,12 @@ def _add_run(commands: Any) -> None:
         ("--out", {"default": None, "metavar": "DIR", "help": "run directory (default: runs/<name>)"}),
         SET_OPTION,
         ("--fresh", {"action": "store_true",
-                     "help": "start interrupted training stages from step 0 (their step checkpoints are moved "
-                             "aside); by default a run continues from the last checkpoints in --out"}),
+                     "help": "start over: finished stages run again and training stages start from step 0 "
+                             "(their step checkpoints are moved aside); by default a run skips finished stages "
+                             "and continues from the last checkpoints in --out"}),
         ("--stage", {"action": "append", "default": None, "dest": "stages", "metavar": "NAME",
-                     "help": "run only this stage (repeatable)"}),
+                     "help": "run only this registered stage (repeatable; `rae list stage` names them); the "
+                             "stages it reads must have finished in --out"}),
     ])
 
 
@@ -175,24 +177,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rae_framework.assembly import load_assembly
 
-    _check_stage_names(args.stages or [])
     assembly = load_assembly(args.assembly, args.overrides, session=_session())
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
     run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
     print(f"run '{assembly.name}' finished: {out_dir}")
     return EXIT_OK
-
-
-def _check_stage_names(stages: list[str]) -> None:
-    from rae_framework.engine.config import StagesConfig
-    from rae_framework.registry import did_you_mean
-
-    known = list(StagesConfig.model_fields)
-    for stage in stages:
-        if stage not in known:
-            raise ConfigError(f"--stage {stage}: unknown stage.{did_you_mean(stage, known)} "
-                              f"Stages, in order: {', '.join(known)}")
 
 
 def _engine_runner() -> Callable[..., Any]:
@@ -218,7 +208,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         roles = ", ".join(f"{role}={spec.name}" for role, spec in assembly.components.items())
         print(f"{args.assembly}: ok ({assembly.name}: {roles or 'no components'})")
+        print("\n".join(_stage_plan(assembly)))
     return EXIT_OK
+
+
+def _stage_plan(assembly: Any) -> list[str]:
+    """One line per enabled stage, in run order: what it reads and what it writes."""
+    lines = ["stages, in order:" if assembly.stages.enabled() else "no stage is enabled"]
+    for index, name in enumerate(assembly.stages.enabled(), start=1):
+        spec = assembly.stages.spec(name)
+        reads = [*spec.roles, *(f"{role}?" for role in spec.optional_roles if role in assembly.components),
+                 *(f"<{stage}>" for stage in spec.reads if assembly.stages.is_enabled(stage))]
+        lines.append(f"  {index}. {name}: reads {', '.join(reads) or 'nothing'}; "
+                     f"writes {', '.join(spec.outputs.values()) or 'nothing'}")
+    return lines
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticUndefined
 
 from rae_framework.assembly import RECIPE_KIND, AssemblyEnvelope, load_assembly, recipe_path
+from rae_framework.stage import STAGE_KIND
 from rae_framework.registry import Entry
 from rae_framework.session import Session
 
@@ -94,11 +95,15 @@ def assembly_json_schema(session: Session) -> dict[str, Any]:
     defs = definitions.get("$defs", {})
     for _, model in entries:
         defs[refs[(model, "validation")]["$ref"].rsplit("/", 1)[-1]].pop("required", None)
-    variants = [_component_variant(session, entry, refs[(model, "validation")]) for entry, model in entries]
+    variants = [_component_variant(session, entry, refs[(model, "validation")]) for entry, model in entries
+                if entry.kind != STAGE_KIND]
     root = dict(defs.pop("AssemblyEnvelope"))
     root["required"] = ["name"]
     if variants:
         root["properties"]["components"]["additionalProperties"] = {"anyOf": variants}
+    stages = {entry.name: refs[(model, "validation")] for entry, model in entries if entry.kind == STAGE_KIND}
+    root["properties"]["stages"] = {"type": "object", "description": root["properties"]["stages"].get("description"),
+                                    "properties": stages, "additionalProperties": False}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **root,
             "title": "rae-framework assembly", "$defs": defs}
 

@@ -39,6 +39,9 @@ __all__ = [
     "Guidance",
     "Metric",
     "PerceptualLoss",
+    "Stage",
+    "AdversarialLoss",
+    "Augmentation",
 ]
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -79,6 +82,13 @@ class Encoder(Component, nn.Module, ABC):
         """Number of patch tokens N (prefix tokens excluded) at ``input_size``."""
         return (self.input_size // self.patch_size) ** 2
 
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of the RAE's latents: the token dim and the token grid at ``input_size`` (a built
+        encoder's twin of :func:`rae_framework.config.latent_shape_of`, which reads only its Config)."""
+        grid = self.input_size // self.patch_size
+        return (self.token_dim, grid, grid)
+
     @abstractmethod
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, 3, input_size, input_size)`` normalised pixels -> ``(B, num_prefix_tokens + N, C)`` tokens.
@@ -109,7 +119,11 @@ class Decoder(Component, nn.Module, ABC):
 
 
 class Denoiser(Component, nn.Module, ABC):
-    """Predicts the flow-matching velocity ``eps - x`` of a noisy latent."""
+    """Predicts the flow-matching velocity ``eps - x`` of a noisy latent.
+
+    Its Config may expose an integer property ``token_width``, the widest layer that sees the tokens; the
+    assembly then warns when it is narrower than the latent channels (the paper's width finding).
+    """
 
     in_channels: int  # latent channels C
     input_size: int  # latent side h (= w)
@@ -237,3 +251,37 @@ class PerceptualLoss(Component, nn.Module, ABC):
     @abstractmethod
     def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Two ``(B, 3, H, W)`` batches in [0, 1] -> per-sample distance ``(B,)``."""
+
+
+class AdversarialLoss(Component, ABC):
+    """A discriminator loss and its generator loss (kind ``gan_loss``), used by decoder training."""
+
+    @abstractmethod
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the discriminator from its logits on real and (detached) fake images."""
+
+    @abstractmethod
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the generator (the decoder) from the discriminator's logits on its images."""
+
+
+class Augmentation(Component, ABC):
+    """A differentiable, seeded image augmentation (kind ``augmentation``), e.g. DiffAugment for a discriminator."""
+
+    @abstractmethod
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> augmented ``(B, 3, H, W)``; every random draw comes from ``generator``."""
+
+
+class Stage(Component, ABC):
+    """A step of a run (train the decoder, sample, ...), registered under kind ``stage``.
+
+    Built from its settings, a :class:`rae_framework.stage.StageConfig` whose class carries the stage's
+    :class:`rae_framework.stage.StageSpec`; the engine calls :meth:`run` on every rank of a run.
+    """
+
+    @abstractmethod
+    def run(self, run) -> None:
+        """Do the work of this stage for ``run`` (a :class:`rae_framework.engine.RunState`: the run directory,
+        the assembly's components, the distributed context, the logger, ``resume`` and the outputs of earlier
+        stages); rank 0 writes every file named in ``spec.outputs``."""

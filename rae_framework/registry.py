@@ -28,6 +28,9 @@ CORE_KINDS: dict[str, str] = {
     "guidance": "rae_framework.interfaces:Guidance",
     "metric": "rae_framework.interfaces:Metric",
     "perceptual": "rae_framework.interfaces:PerceptualLoss",
+    "stage": "rae_framework.interfaces:Stage",
+    "gan_loss": "rae_framework.interfaces:AdversarialLoss",
+    "augmentation": "rae_framework.interfaces:Augmentation",
 }
 
 

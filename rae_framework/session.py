@@ -1,8 +1,15 @@
-"""A Session owns one plugin manager, its registry and the preset catalog. There are no globals."""
+"""A Session owns one plugin manager, its registry and the preset catalog. There are no globals.
+
+While a session builds a component it is the *active* session (a context variable, local to the thread or
+task), so that nested builds (a metric's feature extractor, the interop converters) use the caller's
+session, with its disabled and in-process plugins, instead of loading the entry points again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,6 +18,14 @@ from rae_framework.errors import ConfigError
 from rae_framework.plugins import PluginManager
 from rae_framework.presets import PresetCatalog, catalog_paths
 from rae_framework.registry import Entry, Registry
+
+
+_ACTIVE: ContextVar[Session | None] = ContextVar("rae_framework_active_session", default=None)
+
+
+def active_session() -> Session | None:
+    """The session building a component right now (see the module docstring), or None."""
+    return _ACTIVE.get()
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +89,20 @@ class Session:
         config = self.make_config(kind, name, params, preset)
         return self.build_from_config(self.registry.get(kind, name), config)
 
-    @staticmethod
-    def build_from_config(entry: Entry, config: Any) -> Any:
-        """Instantiate ``entry``'s class with an already validated config."""
-        return entry.load_factory()(config)
+    def build_from_config(self, entry: Entry, config: Any) -> Any:
+        """Instantiate ``entry``'s class with an already validated config, this session active and the
+        torchvision compatibility step applied first (its class may import timm, open_clip, transformers)."""
+        from rae_framework import compat
+
+        compat.ensure_torchvision_importable()
+        with self.active():
+            return entry.load_factory()(config)
+
+    @contextmanager
+    def active(self) -> Iterator[Session]:
+        """Make this the active session (nested ``rae_framework.build`` calls use it) inside the block."""
+        token = _ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE.reset(token)

@@ -64,6 +64,11 @@ class LightningDiTConfig(DiTCommonConfig):
     learn_sigma: bool = Field(False, description="Reference compatibility: predict 2C channels and keep "
                                                  "the first C (the variance half is discarded).")
 
+    @property
+    def token_width(self) -> int:
+        """The widest layer that sees the tokens (the assembly's width-vs-token-dim advice reads it)."""
+        return self.hidden_size
+
     @model_validator(mode="after")
     def _check_width(self) -> LightningDiTConfig:
         check_heads(self.hidden_size, self.num_heads, self.use_rope, "lightning-dit")
@@ -76,6 +81,11 @@ class DiTDHConfig(DiTCommonConfig):
     hidden_size: tuple[int, int] = Field((1152, 2048), description="Widths (body, head).")
     depth: tuple[int, int] = Field((28, 2), description="Block counts (body, head).")
     num_heads: tuple[int, int] = Field((16, 16), description="Attention heads (body, head).")
+
+    @property
+    def token_width(self) -> int:
+        """The widest layer that sees the tokens: the wide DDT head (the paper's fix for wide tokens)."""
+        return max(self.hidden_size)
 
     @model_validator(mode="after")
     def _check_widths(self) -> DiTDHConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rae_framework import compat
+from rae_framework import ensure_torchvision_importable
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Encoder
 from rae_encoders.configs import EncoderConfig
@@ -21,7 +21,7 @@ class FrozenEncoder(Encoder):
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__(config)
-        compat.ensure_torchvision_importable()  # before a subclass imports transformers / timm / open_clip
+        ensure_torchvision_importable()  # before a subclass imports transformers / timm / open_clip
         self.input_size, self.patch_size, self.token_dim = config.input_size, config.patch_size, config.token_dim
         self.image_mean, self.image_std = tuple(config.image_mean), tuple(config.image_std)
         if config.input_size % config.patch_size:

@@ -2,7 +2,8 @@
 
 * ``discriminator/dino`` (:mod:`rae_gan.dino_discriminator`): the paper's projected DINO discriminator.
 * ``perceptual/lpips`` (:mod:`rae_gan.lpips_loss`): LPIPS through the ``lpips`` package (VGG16).
-* :mod:`rae_gan.diffaug`: DiffAugment, seeded by a ``torch.Generator``.
-* :mod:`rae_gan.losses`: hinge/vanilla losses, the adaptive GAN weight and :class:`~rae_gan.losses.GANLoss`
-  with the reference's defaults (:class:`~rae_gan.configs.GANLossConfig`).
+* ``augmentation/diffaug`` (:mod:`rae_gan.diffaug`): DiffAugment, seeded by a ``torch.Generator``.
+* ``gan_loss/hinge`` (the reference's pair) and ``gan_loss/vanilla`` (:mod:`rae_gan.losses`).
+
+The decoder-training stage builds these by name through the run's session; it never imports this package.
 """

@@ -2,11 +2,8 @@
 
 Defaults follow the reference implementation (bytetriper/RAE stage-1 recipe, whose discriminator follows
 StyleGAN-T's projected DINO discriminator): DINO ViT-S/8 features from blocks 2, 5, 8, 11 plus the last
-block, heads of spectral-norm 1-D convolutions with local batch norm (kernel 9); hinge discriminator loss,
-non-saturating ("vanilla") generator loss, GAN weight 0.75 times the adaptive weight clamped to [0, 1e4],
-LPIPS weight 1, discriminator updates from epoch 6 and the GAN term from epoch 8, one discriminator
-update per step, DiffAugment with probability 1 and no cut-out. The adaptive weight is computed against the
-whole reconstruction loss ``L1 + perceptual_weight * LPIPS``.
+block, heads of spectral-norm 1-D convolutions with local batch norm (kernel 9); DiffAugment with
+probability 1 and no cut-out. The loss weights and schedule are the decoder-training stage's settings.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from rae_framework.config import ComponentConfig
-from rae_framework.engine.config import DIFFAUG_POLICY_PATTERN
 
 
 class DinoDiscriminatorConfig(ComponentConfig):
@@ -53,6 +49,10 @@ class DinoDiscriminatorConfig(ComponentConfig):
         return self
 
 
+DIFFAUG_POLICY_PATTERN = r"^(|(color|translation|cutout)(,(color|translation|cutout))*)$"
+"""A DiffAugment policy: comma-separated operations ('' = none)."""
+
+
 class DiffAugmentConfig(ComponentConfig):
     """Differentiable augmentation (Zhao et al. 2020) applied to real and fake images alike."""
 
@@ -74,19 +74,4 @@ class LPIPSConfig(ComponentConfig):
 
 
 class GANLossConfig(ComponentConfig):
-    """Weights and schedule of the stage-1 adversarial objective (used by the stage-1 engine)."""
-
-    disc_loss: Literal["hinge", "vanilla"] = Field("hinge", description="Discriminator loss.")
-    gen_loss: Literal["vanilla", "hinge"] = Field("vanilla", description="Generator loss (vanilla = "
-                                                                         "non-saturating softplus).")
-    disc_weight: float = Field(0.75, ge=0, description="GAN term weight, multiplied by the adaptive weight.")
-    perceptual_weight: float = Field(1.0, ge=0, description="LPIPS weight in the reconstruction loss.")
-    adaptive_weight: bool = Field(True, description="Scale the GAN term by |grad L_rec| / (|grad L_gan| + 1e-6) "
-                                                    "at the decoder's last layer.")
-    max_adaptive_weight: float = Field(1e4, gt=0, description="Upper clamp of the adaptive weight.")
-    disc_start_epoch: int = Field(6, ge=0, description="First epoch in which the discriminator is updated.")
-    gan_start_epoch: int = Field(8, ge=0, description="First epoch in which the GAN term enters the decoder loss.")
-    perceptual_start_epoch: int = Field(0, ge=0, description="First epoch in which LPIPS enters the loss.")
-    augment: DiffAugmentConfig = Field(default_factory=lambda: DiffAugmentConfig(policy="color,translation"),
-                                       description="DiffAugment applied to both discriminator inputs (reference: "
-                                                   "prob 1.0, cutout 0.0 -> colour and translation).")
+    """An adversarial loss pair has no parameters: its weight and schedule are the decoder stage's settings."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rae_framework.interfaces import Augmentation
 from rae_gan.configs import DiffAugmentConfig
 
 
@@ -63,13 +64,13 @@ def cutout(x: torch.Tensor, ratio: float = 0.5, generator: torch.Generator | Non
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-class DiffAugment:
+class DiffAugment(Augmentation):
     """Applies the configured policy to a batch in ``[0, 1]`` (with probability ``prob`` per call)."""
 
     Config = DiffAugmentConfig
 
     def __init__(self, config: DiffAugmentConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.operations = [name for name in config.policy.split(",") if name]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rae_framework.compat import ensure_torchvision_importable
+from rae_framework import ensure_torchvision_importable
 from rae_framework.errors import ConfigError, WeightsNotFoundError
 from rae_framework.interfaces import Discriminator
 from rae_gan.configs import DinoDiscriminatorConfig

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rae_framework.compat import ensure_torchvision_importable
+from rae_framework import ensure_torchvision_importable
 from rae_framework.errors import WeightsNotFoundError
 from rae_framework.interfaces import PerceptualLoss
 from rae_gan.configs import LPIPSConfig

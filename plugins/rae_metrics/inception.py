@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rae_framework.compat import ensure_torchvision_importable
+from rae_framework import ensure_torchvision_importable
 from rae_framework.errors import WeightsNotFoundError
 from rae_metrics.configs import InceptionConfig
 from rae_metrics.features import FeatureExtractor, Features

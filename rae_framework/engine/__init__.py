@@ -1,4 +1,8 @@
-"""The run engine: ``run_assembly(assembly, out_dir)`` runs the stages of an assembly (see ``runner``).
+"""The run engine: ``run_assembly(assembly, out_dir)`` runs the stages of an assembly (see ``runner``), and
+the public toolkit that stage plugins build on (the names below; everything else in the package is private).
+
+The stages themselves are registered components of kind ``stage`` (the first-party ones are the
+``rae_stages`` plugin): a plugin adds a stage as it adds an encoder (see :mod:`rae_framework.stage`).
 
 Run directory::
 
@@ -18,3 +22,31 @@ training step comes from a generator seeded by ``(seed, step)`` for the whole gl
 built under a per-role seed. Hence a run killed at any point and resumed, a run with gradient accumulation,
 and a DDP run produce the same weights as one uninterrupted single-process run (bit-identical for resume).
 """
+
+from rae_framework.engine.artifacts import (build_rae, encode_fn, holdout_images, match_size, reconstruct,
+                                            save_final_weights, statistics_file, swapped_decoder)
+from rae_framework.engine.checkpoints import (CheckpointManager, module_tensors, rng_state, save_weights,
+                                              set_rng_state)
+from rae_framework.config import OptimizerConfig
+from rae_framework.engine.distributed import DistContext, init_distributed, no_sync, unwrap, wrap_model
+from rae_framework.engine.draws import step_generator
+from rae_framework.engine.ema import EMA
+from rae_framework.engine.images import save_grid, to_uint8, uint8_to_tensor, write_npz
+from rae_framework.engine.logging import RunLogger, progress
+from rae_framework.engine.metrics import build_metric, reduce_metric
+from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from rae_framework.engine.run_state import RunState, StageRecord, file_sha256, json_sha256
+from rae_framework.engine.runner import RunResult, run_assembly
+from rae_framework.engine.statistics import (LatentStatistics, all_reduce_statistics, load_statistics,
+                                             save_statistics)
+from rae_framework.files import atomic_write, atomic_write_text
+
+__all__ = [
+    "CheckpointManager", "DistContext", "EMA", "LatentStatistics", "OptimizerConfig", "RunLogger", "RunResult",
+    "RunState", "StageRecord", "all_reduce_statistics", "atomic_write", "atomic_write_text", "build_metric",
+    "build_optimizer", "build_rae", "build_scheduler", "clip_gradients", "encode_fn", "file_sha256",
+    "holdout_images", "init_distributed", "json_sha256", "load_statistics", "match_size", "module_tensors",
+    "no_sync", "progress", "reconstruct", "reduce_metric", "rng_state", "run_assembly", "save_final_weights",
+    "save_grid", "save_statistics", "save_weights", "set_rng_state", "statistics_file", "step_generator",
+    "swapped_decoder", "to_uint8", "uint8_to_tensor", "unwrap", "wrap_model", "write_npz",
+]

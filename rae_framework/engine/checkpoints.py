@@ -20,17 +20,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rae_framework.errors import RAEError
+from rae_framework.files import atomic_write, fsync_path
 
 STEP_PATTERN = re.compile(r"^step_(\d{8})$")
 STATE_FILE = "state.pt"
-
-
-def _fsync_path(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -40,11 +33,7 @@ def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically write one safetensors file (temp + fsync + ``os.replace``)."""
-    temp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(temp))
-    _fsync_path(temp)
-    os.replace(temp, path)
-    _fsync_path(path.parent)
+    atomic_write(path, lambda temp: save_file(tensors, str(temp)))
 
 
 def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
@@ -102,14 +91,14 @@ class CheckpointManager:
         temp.mkdir()
         for name, tensors in weights.items():
             save_file(tensors, str(temp / f"{name}.safetensors"))
-            _fsync_path(temp / f"{name}.safetensors")
+            fsync_path(temp / f"{name}.safetensors")
         torch.save({**state, "step": step}, temp / STATE_FILE)
-        _fsync_path(temp / STATE_FILE)
-        _fsync_path(temp)
+        fsync_path(temp / STATE_FILE)
+        fsync_path(temp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temp, final)
-        _fsync_path(self.folder)
+        fsync_path(self.folder)
         self.prune()
         return final
 

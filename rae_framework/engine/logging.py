@@ -1,4 +1,6 @@
-"""Run logs: ``log.txt`` (text), ``metrics.csv`` (one row per logged step), TensorBoard events, tqdm bars.
+"""Run logs: ``log.txt`` (text), ``metrics.csv`` (one row per logged step), TensorBoard events, tqdm bars,
+and the console: every message and warning on stderr, and, when stderr is not a terminal (SLURM, nohup,
+CI), a plain progress line at every logged step (step, loss, steps/s, ETA) in place of the bars.
 
 Only rank 0 writes; other ranks get a logger whose methods do nothing.
 """
@@ -27,9 +29,11 @@ def progress(total: int, description: str, *, enabled: bool = True, initial: int
 class RunLogger:
     """Text, CSV and TensorBoard logging of one run directory (rank 0 only)."""
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
-        self.out_dir, self.enabled = Path(out_dir), enabled
+    def __init__(self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True,
+                 console: bool = True) -> None:
+        self.out_dir, self.enabled, self.console = Path(out_dir), enabled, console and enabled
         self._writer = None
+        self._last_progress: dict[str, tuple[float, int]] = {}  # stage -> (time, step) of its last line
         self._logger = logging.getLogger(f"{LOGGER_NAME}.{id(self)}")
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
@@ -49,15 +53,27 @@ class RunLogger:
         return SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
 
     def info(self, message: str) -> None:
-        """One line in ``log.txt`` (and on stderr's logging tree under ``rae_framework.engine``)."""
+        """One line in ``log.txt``, on the console and on the logging tree under ``rae_framework.engine``."""
         if self.enabled:
             self._logger.info(message)
             logging.getLogger(LOGGER_NAME).info(message)
+            self._print(message)
 
-    def scalars(self, stage: str, step: int, values: dict[str, float]) -> None:
-        """Append ``values`` at ``step`` to ``metrics.csv`` and TensorBoard (``stage/name`` tags)."""
+    def warning(self, message: str) -> None:
+        """A ``WARNING`` line, wherever :meth:`info` writes."""
+        self.info(f"WARNING {message}")
+
+    def _print(self, line: str) -> None:
+        if self.console:
+            print(line, file=sys.stderr, flush=True)
+
+    def scalars(self, stage: str, step: int, values: dict[str, float], *, total: int | None = None) -> None:
+        """Append ``values`` at ``step`` to ``metrics.csv`` and TensorBoard (``stage/name`` tags); without a
+        terminal, also a progress line (``total`` = the stage's last step, for the ETA)."""
         if not self.enabled:
             return
+        if total is not None and not sys.stderr.isatty():
+            self._print(self._progress_line(stage, step, values, total))
         path = self.out_dir / "metrics.csv"
         new = not path.exists()
         with path.open("a", newline="") as handle:
@@ -70,6 +86,18 @@ class RunLogger:
             for name, value in values.items():
                 self._writer.add_scalar(f"{stage}/{name}", value, step)
 
+    def _progress_line(self, stage: str, step: int, values: dict[str, float], total: int) -> str:
+        now = time.monotonic()
+        last_time, last_step = self._last_progress.get(stage, (None, step))
+        self._last_progress[stage] = (now, step)
+        rate = (step - last_step) / (now - last_time) if last_time is not None and now > last_time else None
+        parts = [f"{stage} step {step}/{total}"]
+        if "loss" in values:
+            parts.append(f"loss {values['loss']:.4f}")
+        if rate:
+            parts += [f"{rate:.2f} steps/s", f"ETA {_duration((total - step) / rate)}"]
+        return ", ".join(parts)
+
     def close(self) -> None:
         """Flush and close the files."""
         if self._writer is not None:
@@ -78,6 +106,12 @@ class RunLogger:
         for handler in list(self._logger.handlers):
             handler.close()
             self._logger.removeHandler(handler)
+
+
+def _duration(seconds: float) -> str:
+    """``H:MM:SS``."""
+    seconds = int(round(max(0.0, seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _format(value: float) -> str:

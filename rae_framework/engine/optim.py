@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from rae_framework.engine.config import OptimizerConfig
+from rae_framework.config import OptimizerConfig
 
 
 def build_optimizer(parameters, config: OptimizerConfig) -> torch.optim.AdamW:

@@ -1,4 +1,5 @@
-"""The run directory and what the stages share: paths, built components, stage records and input hashes."""
+"""The run directory and what the stages share: paths, built components, outputs of earlier stages, stage
+records and input hashes (derived from each stage's :class:`~rae_framework.stage.StageSpec`)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,10 @@ from typing import Any
 import torch
 
 from rae_framework.engine.distributed import DistContext
+from rae_framework.engine.logging import RunLogger
+from rae_framework.files import atomic_write_text
 from rae_framework.session import Session
-
-# Per stage: assembly sections, component roles and upstream stages whose outputs it consumes. Every stage
-# reads the seed: randomly initialised components are built under a seed derived from it.
-STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "train_decoder": (("seed", "autoencoder", "data"), ("encoder", "decoder", "discriminator", "perceptual"), ()),
-    "latent_stats": (("seed", "autoencoder", "data"), ("encoder",), ()),
-    "train_denoiser": (("seed", "autoencoder", "data"), ("encoder", "denoiser", "schedule"), ("latent_stats",)),
-    "sample": (("seed", "autoencoder"), ("encoder", "decoder", "denoiser", "guide", "schedule", "sampler",
-                                         "guidance"), ("train_decoder", "latent_stats", "train_denoiser")),
-    "evaluate": (("seed", "autoencoder", "data"), ("encoder", "decoder"),
-                 ("train_decoder", "latent_stats", "sample")),
-}
-
+from rae_framework.stage import StageSpec
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes (streamed)."""
@@ -64,11 +55,15 @@ class StageRecord:
 
 
 class RunState:
-    """Paths of a run directory, the assembly's components (built once) and the stage records."""
+    """What a stage runs with: the run directory, the assembly and its components (built once), the
+    distributed context, the logger, whether to resume, the outputs of earlier stages and the records."""
 
-    def __init__(self, out_dir: str | Path, assembly, context: DistContext) -> None:
+    def __init__(self, out_dir: str | Path, assembly, context: DistContext, *, logger: RunLogger | None = None,
+                 resume: bool = True) -> None:
         self.out_dir, self.assembly, self.context = Path(out_dir), assembly, context
-        self.session: Session = getattr(assembly, "_session", None) or Session()
+        self.logger = logger or RunLogger(self.out_dir, enabled=False)
+        self.resume = resume
+        self.session: Session = assembly.session
         self._components: dict[str, Any] = {}
 
     # --- paths -------------------------------------------------------------------------------------------
@@ -84,6 +79,30 @@ class RunState:
     def record_path(self, stage: str) -> Path:
         """Where a stage's record lives."""
         return self.out_dir / "stages" / stage / "stage_state.json"
+
+    def spec(self, stage: str) -> StageSpec:
+        """The spec of stage ``stage`` (configured in the assembly, or registered)."""
+        if stage in self.assembly.stages:
+            return self.assembly.stages.spec(stage)
+        return self.session.registry.get("stage", stage).load_config_model().spec
+
+    # --- outputs of the stages -----------------------------------------------------------------------
+    def output_path(self, name: str) -> Path:
+        """Where the output ``name`` of a stage this assembly runs lives (whether written yet or not)."""
+        for stage in self.assembly.stages.enabled():
+            relative = self.assembly.stages.spec(stage).outputs.get(name)
+            if relative is not None:
+                return self.out_dir / relative
+        raise KeyError(f"no enabled stage of assembly '{self.assembly.name}' writes an output named '{name}'")
+
+    def output(self, name: str) -> Path | None:
+        """The file of output ``name`` when a stage this assembly runs wrote it, else None (a stage's
+        outputs in the run directory are used only when the assembly runs that stage)."""
+        try:
+            path = self.output_path(name)
+        except KeyError:
+            return None
+        return path if path.is_file() else None
 
     # --- components --------------------------------------------------------------------------------------
     def has(self, role: str) -> bool:
@@ -108,23 +127,21 @@ class RunState:
         return self.component(role) if self.has(role) else None
 
     # --- records and hashes ------------------------------------------------------------------------------
-    @staticmethod
-    def config_sections(assembly, stage: str) -> dict[str, Any]:
-        """The resolved assembly sections ``stage`` depends on."""
-        resolved = assembly.resolved()
-        sections, roles, _ = STAGE_INPUTS[stage]
-        data = {section: resolved[section] for section in sections}
-        data["components"] = {role: resolved["components"].get(role) for role in roles}
+    def config_sections(self, stage: str) -> dict[str, Any]:
+        """The resolved assembly parts ``stage`` depends on (its spec says which): the seed (randomly
+        initialised components depend on it), sections, component roles, its own and other stages' settings."""
+        resolved, spec = self.assembly.resolved(), self.spec(stage)
+        data = {section: resolved[section] for section in ("seed", *spec.sections)}
+        data["components"] = {role: resolved["components"].get(role) for role in (*spec.roles, *spec.optional_roles)}
         data["stage"] = resolved["stages"].get(stage)
-        if stage == "evaluate":
-            data["sample_stage"] = resolved["stages"].get("sample")
+        data["settings_of"] = {other: resolved["stages"].get(other) for other in spec.settings_of}
         return data
 
     def input_hash(self, stage: str) -> str:
         """Hash of the stage's config sections and its upstream stages' output hashes."""
         upstream = {name: (record.output_hash if (record := self.record(name)) else None)
-                    for name in STAGE_INPUTS[stage][2]}
-        return json_sha256({"config": self.config_sections(self.assembly, stage), "upstream": upstream})
+                    for name in self.spec(stage).reads}
+        return json_sha256({"config": self.config_sections(stage), "upstream": upstream})
 
     def record(self, stage: str) -> StageRecord | None:
         """The stage's record, or None when it never finished here."""
@@ -138,11 +155,7 @@ class RunState:
 
     def write_record(self, record: StageRecord) -> None:
         """Atomically write a stage record."""
-        path = self.record_path(record.stage)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp")
-        temp.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
-        os.replace(temp, path)
+        atomic_write_text(self.record_path(record.stage), json.dumps(asdict(record), indent=2, sort_keys=True))
 
     def invalidate_stale_checkpoints(self, stage: str, key: str, logger, *, fresh: bool = False) -> None:
         """Set aside step checkpoints written with other inputs (or all of them when starting ``fresh``),
@@ -158,7 +171,7 @@ class RunState:
                 logger.info(f"{stage}: {reason}; previous checkpoints moved to {target}")
         if self.context.is_main:
             folder.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"input_hash": key}))
+            atomic_write_text(marker, json.dumps({"input_hash": key}))
         self.context.barrier()
 
     def read_metrics(self) -> dict[str, float]:

@@ -1,28 +1,30 @@
-"""``run_assembly``: execute the enabled stages of an assembly in order, skipping those already done.
+"""``run_assembly``: execute the enabled stages of an assembly in their registered order, skipping those
+already done.
 
-Stage order: train_decoder, latent_stats, train_denoiser, sample, evaluate. A stage is skipped when its
-``stages/<stage>.json`` records the same input hash (the resolved config sections it reads + the output
-hashes of the stages it consumes) and its outputs still exist. Interrupted training stages resume from
-their newest checkpoint. Under ``torchrun`` every rank runs this; rank 0 writes the shared files.
+The stages are registered components (kind ``stage``); everything here is derived from their specs
+(:class:`~rae_framework.stage.StageSpec`). A stage is skipped when its record
+``stages/<stage>/stage_state.json`` holds the same input hash (the resolved assembly parts its spec names +
+the output hashes of the stages it reads) and its outputs still exist. Resumable stages continue from their
+newest step checkpoint. Under ``torchrun`` every rank runs this; rank 0 writes the shared files.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rae_framework.engine import stages as stage_impl
 from rae_framework.engine.distributed import DistContext, init_distributed
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.run_state import RunState, StageRecord
-from rae_framework.errors import ConfigError
-
-STAGE_ORDER = ("train_decoder", "latent_stats", "train_denoiser", "sample", "evaluate")
-TRAINING_STAGES = ("train_decoder", "train_denoiser")
+from rae_framework.errors import ConfigError, RAEError
+from rae_framework.files import atomic_write_text
+from rae_framework.registry import did_you_mean
+from rae_framework.stage import STAGE_KIND
 
 
 @dataclass
@@ -33,24 +35,31 @@ class RunResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)  # output name -> file, of the stages that ran or were up to date
 
 
 def selected_stages(assembly, stages: list[str] | None) -> list[str]:
-    """Enabled stages of the assembly in order, restricted to ``stages`` when given."""
-    unknown = sorted(set(stages or ()) - set(STAGE_ORDER))
-    if unknown:
-        raise ConfigError(f"Unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGE_ORDER)}")
-    chosen = []
-    for name in STAGE_ORDER:
-        settings = getattr(assembly.stages, name)
-        if stages is not None and name not in stages:
-            continue
-        if settings is None or not settings.enabled:
-            if stages is not None:
-                raise ConfigError(f"stage '{name}' is not enabled in assembly '{assembly.name}'")
-            continue
-        chosen.append(name)
-    return chosen
+    """Enabled stages of the assembly in run order, restricted to ``stages`` when given."""
+    known = assembly.session.registry.names(STAGE_KIND)
+    for name in stages or ():
+        if name not in known:
+            raise ConfigError(f"--stage {name}: unknown stage.{did_you_mean(name, known)} "
+                              f"Registered stages: {', '.join(known)}")
+        if not assembly.stages.is_enabled(name):
+            raise ConfigError(f"--stage {name}: stage '{name}' is not enabled in assembly '{assembly.name}'")
+    return [name for name in assembly.stages.enabled() if stages is None or name in stages]
+
+
+def check_upstream(state: RunState, chosen: list[str]) -> None:
+    """A stage run without the stages it reads (``--stage``) needs their finished outputs in the run directory."""
+    for name in chosen:
+        for upstream in state.spec(name).reads:
+            if upstream in chosen or not state.assembly.stages.is_enabled(upstream):
+                continue
+            record = state.record(upstream)
+            if record is None or not state.outputs_exist(record):
+                raise ConfigError(f"--stage {name}: it reads the outputs of stage '{upstream}', which has not "
+                                  f"finished in {state.out_dir}; run '{upstream}' first (or run without --stage)")
 
 
 def seed_everything(seed: int, rank: int) -> None:
@@ -63,40 +72,63 @@ def seed_everything(seed: int, rank: int) -> None:
 
 def run_assembly(assembly, out_dir: str | Path, *, resume: bool = True, stages: list[str] | None = None,
                  context: DistContext | None = None) -> RunResult:
-    """Run ``assembly``'s stages into ``out_dir`` (see the module docstring); returns what ran."""
+    """Run ``assembly``'s stages into ``out_dir`` (see the module docstring); returns what ran.
+
+    ``resume=False`` starts over: finished stages run again and training stages start from step 0.
+    """
     out_dir = Path(out_dir)
     context = context or init_distributed()
     chosen = selected_stages(assembly, stages)
     logger = RunLogger(out_dir, enabled=context.is_main)
-    state = RunState(out_dir, assembly, context)
+    state = RunState(out_dir, assembly, context, logger=logger, resume=resume)
+    check_upstream(state, chosen)
     result = RunResult(out_dir)
     try:
         if context.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "assembly.yaml").write_text(assembly.to_yaml())
+            atomic_write_text(out_dir / "assembly.yaml", assembly.to_yaml())
+            for warning in assembly.warnings:
+                logger.warning(warning)
         context.barrier()
         seed_everything(assembly.seed, context.rank)
         for name in chosen:
-            _run_stage(name, state, logger, resume, result)
+            _run_stage(name, state, result)
     finally:
         logger.close()
     result.metrics = state.read_metrics()
     return result
 
 
-def _run_stage(name: str, state: RunState, logger: RunLogger, resume: bool, result: RunResult) -> None:
-    key = state.input_hash(name)
+def _run_stage(name: str, state: RunState, result: RunResult) -> None:
+    key, spec, logger = state.input_hash(name), state.spec(name), state.logger
     record = state.record(name)
-    if record is not None and record.input_hash == key and state.outputs_exist(record):
-        logger.info(f"{name}: skipped (outputs up to date, input hash {key[:12]})")
+    if state.resume and record is not None and record.input_hash == key and state.outputs_exist(record):
+        logger.info(f"{name}: skipped, outputs up to date (input hash {key[:12]})")
         result.skipped.append(name)
+        _collect_outputs(state, spec, result)
         return
-    if name in TRAINING_STAGES:
-        state.invalidate_stale_checkpoints(name, key, logger, fresh=not resume)
-    logger.info(f"{name}: starting (input hash {key[:12]})")
-    outputs: list[Path] = getattr(stage_impl, f"run_{name}")(state, logger, resume=resume)
+    if spec.resumable:
+        state.invalidate_stale_checkpoints(name, key, logger, fresh=not state.resume)
+    logger.info(f"{name}: starting - {spec.summary} (input hash {key[:12]})")
+    started = time.monotonic()
+    stage = state.session.build_from_config(state.session.registry.get(STAGE_KIND, name), state.assembly.stages[name])
+    stage.run(state)
+    outputs = _collect_outputs(state, spec, result)
     if state.context.is_main:
+        missing = [str(path) for path in outputs if not path.is_file()]
+        if missing:
+            raise RAEError(f"stage '{name}' finished without writing its outputs: {', '.join(missing)}")
         state.write_record(StageRecord.create(name, key, outputs, state.out_dir))
     state.context.barrier()
-    logger.info(f"{name}: done")
+    written = ", ".join(str(path.relative_to(state.out_dir)) for path in outputs) or "no files"
+    logger.info(f"{name}: done in {_seconds(time.monotonic() - started)} -> {written}")
     result.ran.append(name)
+
+
+def _collect_outputs(state: RunState, spec, result: RunResult) -> list[Path]:
+    paths = {output: state.out_dir / relative for output, relative in spec.outputs.items()}
+    result.outputs.update(paths)
+    return list(paths.values())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"

@@ -9,14 +9,13 @@ the reference's ``.pt`` stat files (``mean`` and/or ``var``, either optional) lo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from rae_framework.errors import ConfigError
+from rae_framework.files import atomic_write
 
 
 class LatentStatistics:
@@ -89,12 +88,7 @@ def save_statistics(path: str | Path, mean: torch.Tensor | None, var: torch.Tens
     """Write ``{"mean", "var"}`` (float32, the present ones) as safetensors, atomically."""
     tensors = {name: value.float().contiguous().cpu() for name, value in (("mean", mean), ("var", var))
                if value is not None}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    save_file(tensors, temporary)
-    os.replace(temporary, path)
+    atomic_write(path, lambda temp: save_file(tensors, str(temp)))
 
 
 def load_statistics(path: str | Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:

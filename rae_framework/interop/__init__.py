@@ -11,6 +11,7 @@ from typing import Any
 
 from rae_framework.errors import ConfigError
 from rae_framework.registry import did_you_mean, import_reference
+from rae_framework.session import Session, active_session
 
 OFFICIAL_CONVERTERS: dict[str, str] = {
     "LightningDiT": "rae_framework.interop.official_dit:load_lightning_dit",
@@ -20,16 +21,16 @@ OFFICIAL_CONVERTERS: dict[str, str] = {
 }
 
 
-def load_official(target: str, params: dict[str, Any], state_dict: dict[str, Any] | None = None) -> Any:
+def load_official(target: str, params: dict[str, Any], state_dict: dict[str, Any] | None = None, *,
+                  session: Session | None = None) -> Any:
     """Build the framework equivalent of reference class ``target`` with kwargs ``params``.
 
-    ``state_dict`` (reference key names) is loaded strictly when given; ``None`` leaves fresh weights.
+    ``state_dict`` (reference key names) is loaded strictly when given; ``None`` leaves fresh weights. Its
+    components are built by ``session`` (else the active one, else one new session for all of them).
     """
     if target not in OFFICIAL_CONVERTERS:
         known = sorted(OFFICIAL_CONVERTERS)
         raise ConfigError(f"Unknown reference class '{target}'.{did_you_mean(target, known)} "
                           f"Supported: {', '.join(known)}")
-    from rae_framework import compat
-
-    compat.ensure_torchvision_importable()
-    return import_reference(OFFICIAL_CONVERTERS[target])(params, state_dict)
+    with (session or active_session() or Session()).active():
+        return import_reference(OFFICIAL_CONVERTERS[target])(params, state_dict)

@@ -24,6 +24,7 @@ __all__ = [
     "PerceptualContract",
     "SamplerContract",
     "ScheduleContract",
+    "StageContract",
     "contract_cases",
     "contract_tests_for",
 ]

@@ -22,6 +22,7 @@ import math
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -156,10 +157,10 @@ class ComponentContract:
         return session.make_config(contract_case.kind, contract_case.name, preset=contract_case.preset)
 
     @pytest.fixture
-    def component(self, entry: Entry, config: ComponentConfig) -> Any:
+    def component(self, session: Session, entry: Entry, config: ComponentConfig) -> Any:
         """The component, built with a fixed seed, in eval mode if it is a module."""
         torch.manual_seed(0)
-        built = Session.build_from_config(entry, config)
+        built = session.build_from_config(entry, config)
         return built.eval() if isinstance(built, torch.nn.Module) else built
 
     def test_config_is_frozen_strict_and_described(self, entry: Entry) -> None:
@@ -441,10 +442,34 @@ class PerceptualContract(ComponentContract):
         assert images.grad is not None and images.grad.abs().sum() > 0
 
 
+class StageContract(ComponentContract):
+    """Stages (kind ``stage``): a sound spec on the Config, a class implementing ``Stage.run``, and defaults that
+    validate. Running a stage needs a run; a plugin tests that end to end (see examples/third_party_stage)."""
+
+    kind = "stage"
+
+    def test_spec_is_sound(self, session: Session, config: ComponentConfig) -> None:
+        from rae_framework.stage import StageConfig, StageSpec
+
+        assert isinstance(config, StageConfig), "a stage's Config subclasses rae_framework.stage.StageConfig"
+        spec = type(config).spec
+        assert isinstance(spec, StageSpec) and isinstance(spec.order, int), "Config.spec must be a StageSpec"
+        paths = list(spec.outputs.values())
+        assert len(set(paths)) == len(paths), "two outputs share a path"
+        assert all(not Path(path).is_absolute() and ".." not in Path(path).parts for path in paths), \
+            "outputs are paths relative to the run directory"
+        for upstream in spec.reads:
+            other = session.registry.get("stage", upstream).load_config_model().spec
+            assert other.order < spec.order, f"'{upstream}' must run before the stages that read it"
+
+    def test_defaults_validate(self, config: ComponentConfig) -> None:
+        assert type(config).model_validate({}).enabled is True, "every stage setting needs a default"
+
+
 KIND_CONTRACTS: dict[str, type[ComponentContract]] = {
     contract.kind: contract for contract in (EncoderContract, DecoderContract, DenoiserContract, ScheduleContract,
                                              SamplerContract, DiscriminatorContract, GuidanceContract,
-                                             MetricContract, PerceptualContract)
+                                             MetricContract, PerceptualContract, StageContract)
 }
 
 

@@ -16,6 +16,7 @@ from rae_framework.testing.contracts import (
     PerceptualContract,
     SamplerContract,
     ScheduleContract,
+    StageContract,
 )
 
 
@@ -53,6 +54,10 @@ class TestMetrics(MetricContract):
 
 class TestPerceptualLosses(PerceptualContract):
     """Every perceptual loss."""
+
+
+class TestStages(StageContract):
+    """Every stage."""
 
 
 class TestOtherKinds(OtherKindsContract):

@@ -11,4 +11,5 @@ from rae_framework.testing.suite import (  # noqa: F401 - pytest collects the im
     TestPerceptualLosses,
     TestSamplers,
     TestSchedules,
+    TestStages,
 )

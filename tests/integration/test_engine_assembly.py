@@ -19,8 +19,8 @@ import rae_framework
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.run_state import RunState
 from rae_framework.engine.runner import run_assembly
-from rae_framework.engine.sampling import run_sampling
-from rae_framework.engine.stages import build_rae
+from rae_stages.sample import run_sampling
+from rae_framework.engine import build_rae
 
 ASSEMBLY = """
 name: engine-tiny

@@ -81,7 +81,7 @@ def test_rerun_skips_every_finished_stage(run_dir):
     result = run_cli("run", str(QUICKSTART), "--out", str(run_dir), *overrides)
     assert result.returncode == 0, result.stdout + result.stderr
     log = (run_dir / "log.txt").read_text()
-    assert log.count("skipped (outputs up to date") == 5
+    assert log.count("skipped, outputs up to date") == 5
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import torch
 
 from rae_framework import Session
 from rae_framework.autoencoder import RepresentationAutoencoder, latent_to_tokens, tokens_to_latent
-from rae_framework.config import AutoencoderConfig, fill_decoder_params, latent_shape_of
+from rae_framework.config import AutoencoderConfig, latent_shape_of
 from rae_framework.engine.statistics import load_statistics, save_statistics
 from rae_framework.errors import ConfigError
 
@@ -19,7 +19,8 @@ def session():
 
 def make_rae(session, **config):
     encoder_config = session.make_config("encoder", "dinov2", preset="dinov2-tiny")
-    decoder_params = fill_decoder_params({"token_dim": None, "num_patches": None}, encoder_config)
+    channels, grid, _ = latent_shape_of(encoder_config)
+    decoder_params = {"token_dim": channels, "num_patches": grid * grid}
     encoder = session.build("encoder", "dinov2", preset="dinov2-tiny")
     decoder = session.build("decoder", "vit", decoder_params, preset="vit-tiny")
     return RepresentationAutoencoder(encoder, decoder, AutoencoderConfig(**config)).eval()

@@ -82,3 +82,12 @@ class FakePlugin:
         for kind, config in FAKES.items():
             registrar.add(kind, f"fake-{kind}", factory="core_fakes:FakeComponent", config=f"core_fakes:{config}",
                           summary=f"fake {kind}")
+
+
+def _stages_plugin():
+    import rae_stages.plugin
+
+    return ("stages", rae_stages.plugin)
+
+
+STAGES_PLUGIN = _stages_plugin()  # the first-party stages, which fake-only sessions need to run or validate stages

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import yaml
 
-from core_fakes import FakeComponent, FakePlugin
+from core_fakes import STAGES_PLUGIN, FakeComponent, FakePlugin
 from rae_framework import Session
 from rae_framework.assembly import load_assembly
 from rae_framework.errors import AssemblyError
@@ -42,7 +42,7 @@ stages:
 def session(tmp_path):
     presets = tmp_path / "fake_presets.yaml"
     presets.write_text(PRESETS)
-    return Session(entry_points=False, plugins=[("fakes", FakePlugin([str(presets)]))])
+    return Session(entry_points=False, plugins=[("fakes", FakePlugin([str(presets)])), STAGES_PLUGIN])
 
 
 def write(tmp_path, text, name="run.yaml"):

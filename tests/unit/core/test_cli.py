@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core_fakes import FakePlugin
+from core_fakes import STAGES_PLUGIN, FakePlugin
 from rae_framework import Session, cli
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -27,7 +27,7 @@ stages:
 
 @pytest.fixture
 def fake_cli(monkeypatch):
-    session = Session(entry_points=False, plugins=[("fakes", FakePlugin())])
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin()), STAGES_PLUGIN])
     monkeypatch.setattr(cli, "_session", lambda: session)
     return session
 
@@ -103,7 +103,7 @@ def test_list_and_describe(fake_cli, capsys):
 def test_describe_a_preset_shows_it_and_its_component(monkeypatch, tmp_path, capsys):
     presets = tmp_path / "p.yaml"
     presets.write_text("kind: sampler\npresets:\n  quick: {component: fake-sampler, params: {num_steps: 2}}\n")
-    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(presets)]))])
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(presets)])), STAGES_PLUGIN])
     monkeypatch.setattr(cli, "_session", lambda: session)
     assert cli.main(["describe", "sampler", "quick"]) == 0
     out = capsys.readouterr().out
@@ -159,7 +159,7 @@ def test_recipes_are_listed_and_described_and_validated(monkeypatch, tmp_path, a
     catalog.write_text(f"kind: recipe\npresets:\n"
                        f"  good: {{component: assembly, params: {{path: {assembly_file}}}, summary: works}}\n"
                        f"  gone: {{component: assembly, params: {{path: nowhere.yaml}}, summary: missing}}\n")
-    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(catalog)]))])
+    session = Session(entry_points=False, plugins=[("fakes", FakePlugin([str(catalog)])), STAGES_PLUGIN])
     monkeypatch.setattr(cli, "_session", lambda: session)
     assert cli.main(["list", "presets", "--json"]) == 0
     recipes = [p for p in json.loads(capsys.readouterr().out) if p["kind"] == "recipe"]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from rae_framework.data.datasets import BatchPlan, ImageFolderDataset, build_dataset, center_crop_arr, class_names
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
-from rae_framework.engine.config import DataConfig
+from rae_framework.data.config import DataConfig
 from rae_framework.errors import ConfigError
 
 

@@ -10,19 +10,17 @@ import torch
 from PIL import Image
 
 from rae_framework.engine.distributed import DistContext
-from rae_framework.engine.evaluation import (evaluate_metric, is_reconstruction_metric, load_reference_images,
-                                             write_metrics)
 from rae_framework.errors import ConfigError
+from rae_stages.evaluate import evaluate_metric, load_reference_images, write_metrics
 
 
 class Recorder:
     """Records what the evaluation loop feeds it."""
 
-    def __init__(self, key=None, paired=None, reference=None, has_reference=True):
+    def __init__(self, key=None, paired=False, reference=None, has_reference=True):
         settings = {"key": key, **({"reference": reference} if has_reference else {})}
         self.config = type("Config", (), settings)()
-        if paired is not None:
-            self.paired = paired
+        self.paired = paired
         self.reset()
 
     def reset(self):
@@ -38,11 +36,14 @@ class Recorder:
         return {"n_generated": sum(len(b) for b in self.generated), "n_reference": sum(len(b) for b in self.reference)}
 
 
-def test_metric_families():
-    assert is_reconstruction_metric("psnr", Recorder()) and is_reconstruction_metric("ssim", Recorder())
-    assert is_reconstruction_metric("rfid", Recorder(key="rfid"))
-    assert not is_reconstruction_metric("gfid", Recorder(key="gfid"))
-    assert is_reconstruction_metric("custom", Recorder(paired=True))
+def test_the_metrics_own_declaration_decides_its_family_whatever_its_name():
+    samples, reference = torch.rand(4, 3, 4, 4), torch.rand(3, 3, 4, 4)
+    generation = evaluate_metric("psnr", Recorder(paired=False), samples=samples, reference=reference,
+                                 reconstruct=lambda x: x, batch_size=2, context=DistContext())
+    assert generation == {"n_generated": 4, "n_reference": 3}
+    paired = evaluate_metric("gfid", Recorder(paired=True), samples=None, reference=reference,
+                             reconstruct=lambda x: x, batch_size=2, context=DistContext())
+    assert paired == {"n_generated": 3, "n_reference": 3}
 
 
 def test_generation_metric_gets_all_samples_and_references():
@@ -60,7 +61,7 @@ def test_generation_metric_gets_all_samples_and_references():
 
 
 def test_reconstruction_metric_pairs_reconstructions_with_originals():
-    metric, reference = Recorder(), torch.rand(5, 3, 4, 4)
+    metric, reference = Recorder(paired=True), torch.rand(5, 3, 4, 4)
     evaluate_metric("psnr", metric, samples=None, reference=reference, reconstruct=lambda x: 1 - x, batch_size=2,
                     context=DistContext())
     assert torch.equal(torch.cat(metric.reference), reference)

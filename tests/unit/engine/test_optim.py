@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rae_framework.engine.config import OptimizerConfig
+from rae_framework.config import OptimizerConfig
 from rae_framework.engine.optim import lr_factor
 
 

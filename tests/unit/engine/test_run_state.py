@@ -10,6 +10,10 @@ import torch
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.run_state import RunState, StageRecord
+from rae_framework.session import Session
+from rae_framework.stage import Stages
+
+SESSION = Session()  # the registered stages' specs decide what each stage hashes
 
 RESOLVED = {
     "name": "x", "seed": 0,
@@ -22,10 +26,11 @@ RESOLVED = {
 
 
 class FakeAssembly:
-    """Just what RunState reads: ``resolved()`` and a seed."""
+    """Just what RunState reads: ``resolved()``, a seed, the session and (no configured) stages."""
 
     def __init__(self, resolved):
         self._resolved, self.seed = resolved, resolved["seed"]
+        self.session, self.stages = SESSION, Stages()
 
     def resolved(self):
         return copy.deepcopy(self._resolved)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rae_framework.engine.config import SampleStage
-from rae_framework.engine.sampling import run_sampling, sample_labels
+from rae_stages.configs import SampleStage
+from rae_stages.sample import run_sampling, sample_labels
 
 from doubles import DenoiserDoubleConfig, EulerDouble, LinearSchedule, TinyDenoiser
 

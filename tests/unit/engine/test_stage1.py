@@ -8,10 +8,15 @@ import pytest
 import torch
 
 from rae_framework.data.datasets import build_dataset
-from rae_framework.engine.config import DataConfig, OptimizerConfig, TrainDecoderStage
+from rae_framework.config import OptimizerConfig
+from rae_framework.data.config import DataConfig
+from rae_stages.configs import TrainDecoderStage
 from rae_framework.engine.logging import RunLogger
-from rae_framework.engine.stage1 import Stage1Parts, train_decoder
+from rae_stages.train_decoder import Stage1Parts, train_decoder
 from rae_framework.errors import TrainingDivergedError
+
+from rae_gan.configs import GANLossConfig
+from rae_gan.losses import HingeLoss
 
 from doubles import Discriminator, tiny_rae
 
@@ -38,7 +43,7 @@ def run(tmp_path, steps, **overrides):
                                         log_every=1, ema_decay=0.5, perceptual_weight=0.0,
                                         optimizer=OptimizerConfig(lr=3e-3)), **overrides})
     disc = Discriminator()
-    parts = Stage1Parts(discriminator=disc, metrics={"mae": L1Metric()})
+    parts = Stage1Parts(discriminator=disc, gan_loss=HingeLoss(GANLossConfig()), metrics={"mae": L1Metric()})
     dataset = build_dataset(DataConfig(source="digits", image_size=16), "train")
     holdout = torch.stack([dataset[i][0] for i in range(4)])
     logger = RunLogger(tmp_path, tensorboard=False)
@@ -101,19 +106,17 @@ def test_nan_loss_stops_stage1_with_the_last_good_checkpoint(tmp_path):
     assert [path.name for path in (tmp_path / "c").iterdir()] == ["step_00000002"]
 
 
-def test_the_diffaug_policy_reaches_the_discriminator_augmentation():
+def test_the_gan_loss_and_diffaug_policy_are_built_by_name_through_the_session():
     from types import SimpleNamespace
 
-    from pydantic import ValidationError
-
-    from rae_framework.engine.config import TrainDecoderStage
-    from rae_framework.engine.stages import stage1_parts
-    from rae_framework.registry import Registry
+    from rae_framework.session import Session
+    from rae_stages.train_decoder import stage1_parts
 
     roles = {"discriminator": object(), "perceptual": None}
-    state = SimpleNamespace(optional=roles.get, session=SimpleNamespace(registry=Registry()))
-    parts = stage1_parts(state, TrainDecoderStage(diffaug="color,translation"))
+    run = SimpleNamespace(optional=roles.get, session=Session())
+    parts = stage1_parts(run, TrainDecoderStage(diffaug="color,translation", gan_loss="vanilla"))
     assert parts.augment.config.policy == "color,translation"
-    assert stage1_parts(state, TrainDecoderStage(diffaug="")).augment is None  # '' = off
-    with pytest.raises(ValidationError):
-        TrainDecoderStage(diffaug="colour")
+    assert type(parts.gan_loss).__name__ == "VanillaLoss" and set(parts.metrics) == {"psnr", "ssim"}
+    assert stage1_parts(run, TrainDecoderStage(diffaug="")).augment is None  # '' = off
+    no_gan = stage1_parts(SimpleNamespace(optional={}.get, session=run.session), TrainDecoderStage())
+    assert no_gan.gan_loss is None and no_gan.augment is None

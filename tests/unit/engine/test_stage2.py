@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
-from rae_framework.engine.config import OptimizerConfig, TrainDenoiserStage
+from rae_framework.config import OptimizerConfig
+from rae_stages.configs import TrainDenoiserStage
 from rae_framework.engine.logging import RunLogger
-from rae_framework.engine.stage2 import draw_step, step_generator, train_denoiser
+from rae_framework.engine import step_generator
+from rae_stages.train_denoiser import draw_step, train_denoiser
 from rae_framework.errors import ConfigError, TrainingDivergedError
 
 from doubles import DenoiserDoubleConfig, LinearSchedule, TinyDenoiser

@@ -20,11 +20,13 @@ from test_stage2 import ToyLatents  # noqa: E402
 
 from rae_framework.data.datasets import build_dataset  # noqa: E402
 from rae_framework.engine.checkpoints import module_tensors  # noqa: E402
-from rae_framework.engine.config import DataConfig, OptimizerConfig, TrainDecoderStage, TrainDenoiserStage  # noqa: E402
+from rae_framework.config import OptimizerConfig  # noqa: E402
+from rae_framework.data.config import DataConfig  # noqa: E402
+from rae_stages.configs import TrainDecoderStage, TrainDenoiserStage  # noqa: E402
 from rae_framework.engine.distributed import init_distributed  # noqa: E402
 from rae_framework.engine.logging import RunLogger  # noqa: E402
-from rae_framework.engine.stage1 import Stage1Parts, train_decoder  # noqa: E402
-from rae_framework.engine.stage2 import train_denoiser  # noqa: E402
+from rae_stages.train_decoder import Stage1Parts, train_decoder  # noqa: E402
+from rae_stages.train_denoiser import train_denoiser  # noqa: E402
 
 OPTIMIZER = OptimizerConfig(lr=5e-3, warmup_steps=3, decay="cosine", weight_decay=0.01)
 
@@ -49,11 +51,13 @@ def stage1(out: Path, steps: int, context, accumulation: int) -> dict:
     stage = TrainDecoderStage(steps=steps, batch_size=8, checkpoint_every=2, keep_last=2, ema_decay=0.8,
                               log_every=1, sample_every=1000, optimizer=OPTIMIZER, discriminator_start_step=1,
                               gan_start_step=2, perceptual_weight=0.0)
-    from rae_gan.configs import DiffAugmentConfig
+    from rae_gan.configs import DiffAugmentConfig, GANLossConfig
     from rae_gan.diffaug import DiffAugment
+    from rae_gan.losses import HingeLoss
 
     rae = tiny_rae()
-    parts = Stage1Parts(discriminator=Discriminator(), augment=DiffAugment(DiffAugmentConfig()))
+    parts = Stage1Parts(discriminator=Discriminator(), gan_loss=HingeLoss(GANLossConfig()),
+                        augment=DiffAugment(DiffAugmentConfig()))
     dataset = build_dataset(DataConfig(source="digits", image_size=16), "train")
     state = train_decoder(rae, dataset, torch.zeros(0, 3, 16, 16), stage, parts, checkpoint_dir=out / "ckpt",
                           out_dir=out, seed=3, logger=RunLogger(out, enabled=context.is_main, tensorboard=False),

@@ -1,4 +1,4 @@
-"""GAN losses on hand-computed values and the adaptive weight against manual autograd."""
+"""GAN losses (kind ``gan_loss``) on hand-computed values and the stage's adaptive weight against autograd."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from rae_gan.configs import GANLossConfig
-from rae_gan.losses import (GANLoss, adaptive_weight, hinge_d_loss, hinge_g_loss, quantize_fake, vanilla_d_loss,
-                            vanilla_g_loss)
+from rae_framework.session import Session
+from rae_gan.losses import hinge_d_loss, hinge_g_loss, non_saturating_g_loss, vanilla_d_loss
+from rae_stages.train_decoder import adaptive_weight
 
 REAL = torch.tensor([2.0, 0.5, -1.0])
 FAKE = torch.tensor([-2.0, 0.0, 1.5])
@@ -30,7 +30,17 @@ def test_vanilla_discriminator_loss_by_hand():
 def test_generator_losses_by_hand():
     assert hinge_g_loss(FAKE).item() == pytest.approx(-(-2.0 + 0.0 + 1.5) / 3)
     expected = sum(-math.log(1 / (1 + math.exp(-v))) for v in FAKE.tolist()) / 3
-    assert vanilla_g_loss(FAKE).item() == pytest.approx(expected, rel=1e-6)
+    assert non_saturating_g_loss(FAKE).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_registered_pairs_hinge_is_the_reference_pair():
+    """src/disc/gan_loss.py:L7 (hinge_d_loss) and L23 (its 'vanilla_g_loss' is -mean(D(fake)))."""
+    session = Session()
+    hinge, vanilla = session.build("gan_loss", "hinge"), session.build("gan_loss", "vanilla")
+    assert hinge.discriminator_loss(REAL, FAKE).item() == pytest.approx(hinge_d_loss(REAL, FAKE).item())
+    assert hinge.generator_loss(FAKE).item() == pytest.approx(0.5 / 3)
+    assert vanilla.discriminator_loss(REAL, FAKE).item() == pytest.approx(vanilla_d_loss(REAL, FAKE).item())
+    assert vanilla.generator_loss(FAKE).item() == pytest.approx(non_saturating_g_loss(FAKE).item())
 
 
 def _toy_graph(seed: int = 0):
@@ -45,7 +55,7 @@ def _toy_graph(seed: int = 0):
 
 def test_adaptive_weight_matches_manual_autograd():
     layer, rec, gan = _toy_graph()
-    weight = adaptive_weight(rec, gan, layer)
+    weight = adaptive_weight(rec, gan, layer, 1e4)
     rec_grad = torch.autograd.grad(rec, layer, retain_graph=True)[0]
     gan_grad = torch.autograd.grad(gan, layer, retain_graph=True)[0]
     assert weight.item() == pytest.approx((rec_grad.norm() / (gan_grad.norm() + 1e-6)).item(), rel=1e-6)
@@ -56,28 +66,3 @@ def test_adaptive_weight_matches_manual_autograd():
 def test_adaptive_weight_is_clamped():
     layer, rec, gan = _toy_graph(1)
     assert adaptive_weight(rec, 1e-9 * gan, layer, max_weight=3.0).item() == 3.0
-
-
-def test_gan_loss_schedule_and_term():
-    loss = GANLoss(GANLossConfig())
-    assert not loss.discriminator_active(5) and loss.discriminator_active(6)
-    assert not loss.gan_active(7) and loss.gan_active(8)
-    layer, rec, _ = _toy_graph(2)
-    fake_logits = (layer.sum() * torch.ones(3)).unsqueeze(1)
-    term, weight = loss.generator_term(rec, fake_logits, layer)
-    assert term.item() == pytest.approx(0.75 * weight.item() * vanilla_g_loss(fake_logits).item(), rel=1e-6)
-    fixed = GANLoss(GANLossConfig(adaptive_weight=False, disc_weight=2.0, gen_loss="hinge"))
-    term, weight = fixed.generator_term(rec, fake_logits, layer)
-    assert weight.item() == 1.0 and term.item() == pytest.approx(2.0 * hinge_g_loss(fake_logits).item())
-
-
-def test_quantize_fake_clamps_and_rounds_to_8_bit():
-    images = torch.tensor([-0.2, 0.0, 0.5, 0.50001, 1.3, 100.4 / 255])
-    expected = torch.tensor([0.0, 0.0, 128 / 255, 128 / 255, 1.0, 100 / 255])
-    assert torch.allclose(quantize_fake(images), expected)
-
-
-def test_zero_gan_weight_disables_both_schedules():
-    loss = GANLoss(GANLossConfig(disc_weight=0.0))
-    assert not loss.discriminator_active(100) and not loss.gan_active(100)
-    assert GANLoss(GANLossConfig(perceptual_start_epoch=2)).perceptual_weight(1) == 0.0

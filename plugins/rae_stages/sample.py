@@ -1,4 +1,4 @@
-"""Sampling stage: class labels -> noise -> guided integration -> RAE decode -> ``samples.npz`` + ``grid.png``.
+"""Stage ``sample``: class labels -> noise -> guided integration -> RAE decode -> ``samples.npz`` + ``grid.png``.
 
 Batch ``k`` of the global label list uses noise from a generator seeded by ``(seed, k)`` and is produced by
 rank ``k % world_size``; ranks write their batches to part files that rank 0 merges in batch order, so
@@ -7,19 +7,18 @@ the result does not depend on the number of processes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from safetensors.torch import load_file
 
-from rae_framework.engine.config import SampleStage
-from rae_framework.engine.distributed import DistContext
-from rae_framework.engine.logging import progress
-from rae_framework.engine.stage2 import step_generator
-from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, VelocityFn
+from rae_framework.engine import (DistContext, RunState, build_rae, progress, save_grid, step_generator, to_uint8,
+                                  write_npz)
+from rae_framework.errors import ConfigError
+from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage, VelocityFn
+from rae_stages.configs import SampleStage
 
 STREAM_SAMPLING = 3
 
@@ -40,12 +39,6 @@ def velocity_field(denoiser: Denoiser, labels: torch.Tensor, guidance: Guidance 
     return lambda x, t: denoiser(x, t, labels)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` in [0, 1] -> ``(B, H, W, 3)`` uint8 (the ADM layout)."""
-    scaled = (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).cpu().numpy()
-
-
 @torch.no_grad()
 def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
                    labels: torch.Tensor, generator: torch.Generator, *, guidance: Guidance | None = None,
@@ -57,25 +50,6 @@ def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler
     result = sampler.sample(velocity_field(denoiser, labels, guidance, guide), noise, schedule,
                             generator=generator)
     return to_uint8(decode(result.samples))
-
-
-def save_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int, max_classes: int) -> None:
-    """``grid.png``: one row per class (first ``max_classes`` classes present), ``columns`` samples each."""
-    classes = [int(c) for c in np.unique(labels)][:max_classes]
-    height, width = images.shape[1:3]
-    grid = np.full((len(classes) * height, columns * width, 3), 255, dtype=np.uint8)
-    for row, label in enumerate(classes):
-        for column, index in enumerate(np.flatnonzero(labels == label)[:columns]):
-            grid[row * height:(row + 1) * height, column * width:(column + 1) * width] = images[index]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-
-
-def write_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Atomically write ``arr_0`` uint8 ``(N, H, W, 3)`` and ``arr_1`` int64 ``(N,)``."""
-    temp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(temp, arr_0=images, arr_1=labels.astype(np.int64))
-    os.replace(temp, path)
 
 
 def _merge_parts(folder: Path, world_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,3 +89,45 @@ def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, 
     write_npz(folder / "samples.npz", images, all_labels)
     save_grid(images, all_labels, folder / "grid.png", stage.grid_columns, stage.grid_max_classes)
     return folder / "samples.npz"
+
+
+def trained_denoiser(run: RunState, use_ema: bool) -> Denoiser:
+    """The assembly's denoiser with this run's trained weights (EMA or raw), else its ``checkpoint``."""
+    denoiser = run.component("denoiser")
+    weights = run.output("denoiser_ema" if use_ema else "denoiser")
+    if weights is not None:
+        denoiser.load_state_dict(load_file(str(weights)))
+    elif run.assembly.spec("denoiser").checkpoint is None:
+        run.logger.warning("sample: no trained denoiser (no train_denoiser stage output and no "
+                           "components.denoiser.checkpoint); sampling with untrained weights")
+    return denoiser.to(run.context.device).eval()
+
+
+def load_guide(run: RunState) -> Denoiser:
+    """The autoguidance guide denoiser, with the trained weights its ``checkpoint`` names."""
+    if not run.has("guide"):
+        raise ConfigError("components.guide: autoguidance needs a guide denoiser (role 'guide', kind denoiser)")
+    if run.assembly.spec("guide").checkpoint is None:
+        raise ConfigError("components.guide.checkpoint: autoguidance needs the guide denoiser's trained weights "
+                          "(e.g. an earlier or smaller run's checkpoints/denoiser_ema.safetensors)")
+    return run.component("guide").to(run.context.device).eval()
+
+
+class Sample(Stage):
+    """``sample``: generate with the (EMA) denoiser -> ``samples/samples.npz`` and ``samples/grid.png``."""
+
+    Config = SampleStage
+
+    def run(self, run: RunState) -> None:
+        """Seeded per batch: a rerun reproduces the samples, so there is nothing to resume."""
+        denoiser = trained_denoiser(run, self.config.use_ema)
+        guidance = run.optional("guidance")
+        guide = load_guide(run) if getattr(guidance, "needs_guide", False) else None
+        rae = build_rae(run)
+
+        def decode(latents: torch.Tensor) -> torch.Tensor:
+            return rae.decode(latents).clamp(0.0, 1.0)
+
+        run_sampling(denoiser, run.component("schedule"), run.component("sampler"), decode, self.config,
+                     run.out_dir / "samples", seed=run.assembly.seed, guidance=guidance, guide=guide,
+                     context=run.context)

@@ -1,8 +1,10 @@
-"""Stage 1: train the RAE decoder (frozen encoder) with L1 + perceptual + adaptive GAN losses.
+"""Stage ``train_decoder`` (stage 1): train the RAE decoder (frozen encoder) with L1 + perceptual + adaptive GAN.
 
 The encoder runs in eval mode without gradients; the RAE's train mode adds the noise augmentation to the
 latents. The discriminator (optional) has its own AdamW; its updates start at ``discriminator_start_step``
-and the GAN term enters the decoder loss at ``gan_start_step``.
+and the GAN term enters the decoder loss at ``gan_start_step``. The adversarial loss (kind ``gan_loss``) and
+the discriminator's augmentation (kind ``augmentation``, ``diffaug``) are registered components built by
+name through the run's session: this stage imports no other plugin.
 """
 
 from __future__ import annotations
@@ -18,19 +20,17 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from rae_framework.data.datasets import BatchPlan, PlannedBatches, batch_loader
-from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
-from rae_framework.engine.config import TrainDecoderStage
-from rae_framework.engine.distributed import DistContext, unwrap, wrap_model
-from rae_framework.engine.ema import EMA
-from rae_framework.engine.evaluation import reduce_metric
-from rae_framework.engine.logging import RunLogger, progress
-from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
-from rae_framework.engine.sampling import to_uint8
-from rae_framework.engine.stage2 import step_generator
+from rae_framework.data.datasets import BatchPlan, PlannedBatches, batch_loader, build_dataset
+from rae_framework.engine import (CheckpointManager, DistContext, EMA, RunLogger, RunState, build_metric,
+                                  build_optimizer, build_rae, build_scheduler, clip_gradients, holdout_images,
+                                  match_size, module_tensors, progress, reconstruct, reduce_metric, rng_state,
+                                  save_final_weights, set_rng_state, step_generator, to_uint8, unwrap, wrap_model)
 from rae_framework.errors import TrainingDivergedError
+from rae_framework.interfaces import Stage
+from rae_stages.configs import TrainDecoderStage
 
 STREAM_STAGE1 = 1000  # + rank: each rank draws its own latent noise and augmentations
+ADAPTIVE_WEIGHT_EPS = 1e-6
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Stage1Parts:
 
     discriminator: nn.Module | None = None
     perceptual: nn.Module | None = None
+    gan_loss: object | None = None  # kind 'gan_loss': discriminator_loss(real, fake), generator_loss(fake)
     augment: Callable[..., torch.Tensor] | None = None  # DiffAugment: augment(images, generator=...)
     metrics: dict[str, object] = field(default_factory=dict)  # name -> Metric (held-out PSNR/SSIM)
 
@@ -100,24 +101,6 @@ def build_stage1_state(rae: nn.Module, stage: TrainDecoderStage, parts: Stage1Pa
     return state
 
 
-@contextlib.contextmanager
-def swapped_decoder(rae: nn.Module, decoder: nn.Module):
-    """Temporarily decode with ``decoder`` (e.g. the EMA copy) instead of the trained one."""
-    original = rae.decoder
-    rae.decoder = decoder
-    try:
-        yield rae
-    finally:
-        rae.decoder = original
-
-
-def match_size(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize targets to the decoder's output size when they differ (bicubic, antialiased)."""
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-
-
 def reconstruction_loss(recon: torch.Tensor, images: torch.Tensor, stage: TrainDecoderStage,
                         perceptual: nn.Module | None) -> tuple[torch.Tensor, dict[str, float]]:
     """``l1_weight * L1 + perceptual_weight * LPIPS`` (scalar) and its parts for logging."""
@@ -133,15 +116,23 @@ def _augmented(parts: Stage1Parts, images: torch.Tensor, generator: torch.Genera
     return parts.augment(images, generator=generator) if parts.augment is not None else images
 
 
+def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor,
+                    max_weight: float) -> torch.Tensor:
+    """``|grad L_rec| / (|grad L_gan| + 1e-6)`` at the decoder's ``last_layer``, clamped to ``[0, max_weight]``,
+    detached (reference: src/train_stage1.py:L68 ``calculate_adaptive_weight``); both graphs are kept."""
+    rec_grad, = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
+    gan_grad, = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)
+    weight = rec_grad.norm() / (gan_grad.norm() + ADAPTIVE_WEIGHT_EPS)
+    return weight.clamp(0.0, max_weight).detach()
+
+
 def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
                    images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     """The decoder's loss: reconstruction, plus the adaptive-weighted GAN term once it is active."""
     loss, logged = reconstruction_loss(recon, images, stage, parts.perceptual)
     if state.discriminator is None or stage.gan_weight == 0 or state.step < stage.gan_start_step:
         return loss, logged
-    from rae_gan.losses import adaptive_weight, vanilla_g_loss
-
-    gan = vanilla_g_loss(state.discriminator(_augmented(parts, recon, generator)).float())
+    gan = parts.gan_loss.generator_loss(state.discriminator(_augmented(parts, recon, generator)).float())
     weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight)
     logged.update(gan=float(gan.detach()), adaptive_weight=float(weight))
     return loss + stage.gan_weight * weight * gan, logged
@@ -152,12 +143,10 @@ def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecod
     """One discriminator update on (augmented) real images and detached reconstructions."""
     if state.discriminator is None or state.step < stage.discriminator_start_step:
         return {}
-    from rae_gan.losses import DISC_LOSSES
-
     state.disc_optimizer.zero_grad(set_to_none=True)
     real = state.discriminator(_augmented(parts, images, generator)).float()
     fake = state.discriminator(_augmented(parts, recon.detach(), generator)).float()
-    loss = DISC_LOSSES[stage.gan_loss](real, fake)
+    loss = parts.gan_loss.discriminator_loss(real, fake)
     loss.backward()
     context.average_gradients(state.discriminator.parameters())  # two forwards per step: no DDP wrapper
     clip_gradients(state.discriminator.parameters(), stage.optimizer.grad_clip)
@@ -194,17 +183,6 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     state.ema.update(unwrap(state.decoder))
     state.step += 1
     return {"loss": float(loss.detach()), **logged}
-
-
-@torch.no_grad()
-def reconstruct(rae: nn.Module, decoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Eval-mode (noise-free) reconstructions in [0, 1] with ``decoder`` (e.g. the EMA copy)."""
-    was_training = rae.training
-    rae.eval()
-    with swapped_decoder(rae, decoder):
-        recon = rae.decode(rae.encode(images)).clamp(0.0, 1.0)
-    rae.train(was_training)
-    return recon
 
 
 def evaluate_holdout(rae: nn.Module, decoder: nn.Module, images: torch.Tensor, metrics: dict[str, object],
@@ -265,7 +243,8 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
         generator = step_generator(seed, STREAM_STAGE1 + context.rank, state.step, context.device)
         logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, generator, context)
         if state.step % stage.log_every == 0 or state.step == stage.steps:
-            logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]})
+            logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]},
+                           total=stage.steps)
         _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)
         if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
             if context.is_main:
@@ -278,3 +257,34 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
     bar.close()
     rae.decoder = state.decoder = unwrap(state.decoder)
     return state
+
+
+def stage1_parts(run: RunState, stage: TrainDecoderStage) -> Stage1Parts:
+    """Discriminator, its loss and augmentation, perceptual loss and held-out metrics, where configured."""
+    parts = Stage1Parts(discriminator=run.optional("discriminator"), perceptual=run.optional("perceptual"))
+    if parts.discriminator is not None:
+        parts.gan_loss = run.session.build("gan_loss", stage.gan_loss)
+        if stage.diffaug:
+            parts.augment = run.session.build("augmentation", "diffaug", {"policy": stage.diffaug})
+    registry = run.session.registry
+    available = registry.names("metric") if "metric" in registry.kinds else []
+    parts.metrics = {name: build_metric(run.session, name) for name in stage.holdout_metric_names(available)}
+    return parts
+
+
+class TrainDecoder(Stage):
+    """``train_decoder``: stage 1 -> ``checkpoints/decoder.safetensors`` and ``decoder_ema.safetensors``."""
+
+    Config = TrainDecoderStage
+
+    def run(self, run: RunState) -> None:
+        """Train the decoder of the assembly's RAE on the training split; save final and EMA weights."""
+        stage, data = self.config, run.assembly.data
+        rae = build_rae(run, trained_decoder=False, computed_statistics=False)
+        result = train_decoder(rae, build_dataset(data, "train"), holdout_images(run, stage.eval_images), stage,
+                               stage1_parts(run, stage), checkpoint_dir=run.checkpoint_dir("train_decoder"),
+                               out_dir=run.out_dir, seed=run.assembly.seed, logger=run.logger,
+                               context=run.context, resume=run.resume, flips=data.horizontal_flip,
+                               num_workers=data.num_workers)
+        save_final_weights(run, stage.spec, {"decoder": module_tensors(result.decoder),
+                                             "decoder_ema": module_tensors(result.ema.model)})

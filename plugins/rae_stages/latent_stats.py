@@ -1,4 +1,4 @@
-"""Latent statistics stage: exact per-position mean/var of the raw latents over the training split.
+"""Stage ``latent_stats``: exact per-position mean/var of the raw latents over the training split.
 
 Each rank streams a contiguous shard through :class:`rae_framework.engine.statistics.LatentStatistics`;
 the shards are merged in rank order and rank 0 writes ``checkpoints/latent_stats.safetensors``.
@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 
 from rae_framework.autoencoder import tokens_to_latent
-from rae_framework.engine.distributed import DistContext
-from rae_framework.engine.logging import RunLogger, progress
-from rae_framework.engine.statistics import LatentStatistics, all_reduce_statistics, save_statistics
-
-STATISTICS_FILE = "latent_stats.safetensors"
+from rae_framework.data.datasets import build_dataset
+from rae_framework.engine import (DistContext, LatentStatistics, RunLogger, RunState, all_reduce_statistics,
+                                  build_rae, progress, save_statistics)
+from rae_framework.interfaces import Stage
+from rae_stages.configs import LatentStatsStage
 
 
 @torch.no_grad()
@@ -49,3 +49,16 @@ def compute_latent_statistics(rae, dataset, path: str | Path, *, batch_size: int
                     f"mean var {statistics.var.mean():.4f}")
     context.barrier()
     return statistics
+
+
+class LatentStats(Stage):
+    """``latent_stats`` -> ``checkpoints/latent_stats.safetensors`` (one streamed pass; nothing to resume)."""
+
+    Config = LatentStatsStage
+
+    def run(self, run: RunState) -> None:
+        """Exact latent mean/var of the raw (un-normalised) latents over the training split."""
+        rae = build_rae(run, trained_decoder=False, computed_statistics=False)
+        compute_latent_statistics(rae, build_dataset(run.assembly.data, "train"),
+                                  run.output_path("latent_stats"), batch_size=self.config.batch_size,
+                                  context=run.context, logger=run.logger)

@@ -1,6 +1,6 @@
-"""Evaluation stage: registered ``metric`` components by name, results in ``metrics.json``.
+"""Stage ``evaluate``: registered ``metric`` components by name, results in ``metrics.json``.
 
-Two families, told apart by :func:`is_reconstruction_metric`:
+Two families, told apart by the metric's own declaration (``Metric.paired``):
 
 * reconstruction metrics (PSNR, SSIM, rFID): the RAE's reconstructions of the reference images against
   those images (``update(generated=recon, reference=original)``);
@@ -9,51 +9,30 @@ Two families, told apart by :func:`is_reconstruction_metric`:
   ``arr_0`` or an image folder; else the held-out split) as ``reference``.
 
 Every rank handles a shard; mergeable metric states are reduced ("sum" all-reduced, "cat" gathered).
+``metrics.json`` is rewritten after every metric, and a failing metric is reported without losing the others.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from rae_framework.data.datasets import center_crop_arr, list_image_folder
-from rae_framework.engine.distributed import DistContext
-from rae_framework.errors import ConfigError
-
-RECONSTRUCTION_NAMES = frozenset({"psnr", "ssim", "rfid", "lpips"})
-
-
-def is_reconstruction_metric(name: str, metric) -> bool:
-    """Whether ``metric`` compares reconstructions with originals (a ``paired`` attribute decides if set)."""
-    paired = getattr(metric, "paired", None)
-    if isinstance(paired, bool):
-        return paired
-    return name in RECONSTRUCTION_NAMES or getattr(metric.config, "key", None) == "rfid"
-
-
-def build_metric(session, name: str):
-    """A metric by preset name (``gfid``, ``fid-tiny``, ...) or, failing that, by component name."""
-    presets = {preset.name: preset for preset in session.presets.all("metric")}
-    if name in presets:
-        return session.build("metric", presets[name].component, preset=name)
-    return session.build("metric", name)
+from rae_framework.engine import (DistContext, RunState, atomic_write_text, build_metric, build_rae,
+                                  holdout_images, reconstruct, reduce_metric, uint8_to_tensor)
+from rae_framework.errors import ConfigError, RAEError
+from rae_framework.interfaces import Stage
+from rae_stages.configs import EvaluateStage
 
 
 def wants_reference_images(metric) -> bool:
     """Whether a generation metric compares against reference images fed by the engine: it has a
     ``reference`` setting left empty (FID, precision/recall); the Inception Score has none."""
     return hasattr(metric.config, "reference") and metric.config.reference is None
-
-
-def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def load_reference_images(path: str | Path, image_size: int) -> torch.Tensor:
@@ -74,23 +53,6 @@ def load_reference_images(path: str | Path, image_size: int) -> torch.Tensor:
     return uint8_to_tensor(np.stack(arrays))
 
 
-def reduce_metric(metric, context: DistContext):
-    """Combine a metric's mergeable state across ranks (``state_tensors``/``state_reductions`` protocol)."""
-    if not context.enabled or not hasattr(metric, "state_tensors"):
-        return metric
-    reductions = getattr(metric, "state_reductions", {})
-    reduced = {}
-    for name, value in metric.state_tensors().items():
-        if reductions.get(name) == "cat":
-            parts: list = [None] * context.world_size
-            dist.all_gather_object(parts, value.cpu())
-            reduced[name] = torch.cat([part for part in parts if part.numel() > 0] or [value])
-        else:
-            reduced[name] = context.all_reduce_sum(value.double().clone())
-    metric.load_state_tensors(reduced)
-    return metric
-
-
 def _update_batches(metric, tensors: torch.Tensor, role: str, batch_size: int, device: torch.device) -> None:
     for start in range(0, tensors.shape[0], batch_size):
         metric.update(**{role: tensors[start:start + batch_size].to(device)})
@@ -102,7 +64,7 @@ def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, referenc
     """One metric over this rank's shards, reduced over ranks, computed."""
     metric.reset()
     shard = reference[context.rank::context.world_size]
-    if is_reconstruction_metric(name, metric):
+    if metric.paired:
         if reconstruct is None:
             raise ConfigError(f"metric '{name}' needs the autoencoder (encoder and decoder) to reconstruct")
         for start in range(0, shard.shape[0], batch_size):
@@ -120,9 +82,7 @@ def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, referenc
 def write_metrics(path: Path, results: dict[str, float]) -> None:
     """Merge ``results`` into ``metrics.json`` (atomic rewrite)."""
     existing = json.loads(path.read_text()) if path.is_file() else {}
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps({**existing, **results}, indent=2, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    atomic_write_text(path, json.dumps({**existing, **results}, indent=2, sort_keys=True) + "\n")
 
 
 def load_samples(path: Path) -> torch.Tensor | None:
@@ -131,3 +91,37 @@ def load_samples(path: Path) -> torch.Tensor | None:
         return None
     with np.load(path) as data:
         return uint8_to_tensor(data["arr_0"])
+
+
+class Evaluate(Stage):
+    """``evaluate``: every metric of ``stages.evaluate.metrics`` -> ``metrics.json`` (merged, one by one)."""
+
+    Config = EvaluateStage
+
+    def run(self, run: RunState) -> None:
+        """Compute each metric; a failing one is logged and reported at the end, the others are kept."""
+        stage = self.config
+        reference = (load_reference_images(stage.reference, run.assembly.data.image_size)
+                     if stage.reference else holdout_images(run))
+        samples = load_samples(run.out_dir / "samples" / "samples.npz")
+        rae = build_rae(run) if run.has("encoder") and run.has("decoder") else None
+        reconstruct_fn = (lambda images: reconstruct(rae, rae.decoder, images)) if rae is not None else None
+        path, failures = run.output_path("metrics"), []
+        if run.context.is_main:
+            write_metrics(path, {})  # exists even when every metric fails
+        for name in stage.metrics:
+            try:
+                values = evaluate_metric(name, build_metric(run.session, name), samples=samples,
+                                         reference=reference, reconstruct=reconstruct_fn,
+                                         batch_size=stage.batch_size, context=run.context)
+            except RAEError as error:
+                run.logger.warning(f"evaluate: metric '{name}' failed: {error}")
+                failures.append(f"{name}: {error}")
+                continue
+            run.logger.info(f"evaluate: {name} = {values}")
+            if run.context.is_main:
+                write_metrics(path, values)
+        run.context.barrier()
+        if failures:
+            raise RAEError(f"evaluate: {len(failures)} metric(s) failed (the others are in {path}): "
+                           + "; ".join(failures))

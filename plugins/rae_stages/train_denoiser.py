@@ -1,4 +1,4 @@
-"""Stage 2: flow matching of a denoiser on (cached) RAE latents.
+"""Stage ``train_denoiser`` (stage 2): flow matching of a denoiser on (cached) RAE latents.
 
 Every random draw of a step (noise, times, label drops) is made for the whole *global* batch from a
 generator seeded by ``(seed, step)``; each rank and each micro-batch takes its slice. Hence single-process,
@@ -16,15 +16,15 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from rae_framework.data.datasets import BatchPlan
-from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
-from rae_framework.engine.config import TrainDenoiserStage
-from rae_framework.engine.distributed import DistContext, no_sync, unwrap, wrap_model
-from rae_framework.engine.ema import EMA
-from rae_framework.engine.logging import RunLogger, progress
-from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from rae_framework.data.datasets import BatchPlan, build_dataset
+from rae_framework.data.latent_cache import LatentCache, build_latent_cache
+from rae_framework.engine import (CheckpointManager, DistContext, EMA, RunLogger, RunState, build_optimizer,
+                                  build_rae, build_scheduler, clip_gradients, encode_fn, json_sha256,
+                                  module_tensors, no_sync, progress, rng_state, save_final_weights,
+                                  set_rng_state, step_generator, unwrap, wrap_model)
 from rae_framework.errors import ConfigError, TrainingDivergedError
-from rae_framework.interfaces import Denoiser, NoiseSchedule
+from rae_framework.interfaces import Denoiser, NoiseSchedule, Stage
+from rae_stages.configs import TrainDenoiserStage
 
 STREAM_STAGE2 = 2  # generator stream id, so stage-1 and stage-2 draws never coincide
 
@@ -50,12 +50,6 @@ class EncodedLatents:
         images = torch.stack([image for image, _ in pairs])  # (B, 3, H, W)
         labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
         return self.encode(images).float().cpu(), labels
-
-
-def step_generator(seed: int, stream: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator (on ``device``) whose state is a pure function of ``(seed, stream, step)``."""
-    value = ((seed * 1_000_003 + stream) * 1_000_000_007 + step) % (2**63)
-    return torch.Generator(device=device).manual_seed(value)
 
 
 @dataclass(frozen=True)
@@ -223,8 +217,45 @@ def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger
     """Log every ``log_every`` steps; checkpoint every ``checkpoint_every`` steps and at the end."""
     if state.step % stage.log_every == 0 or state.step == stage.steps:
         lr = state.scheduler.get_last_lr()[0]
-        logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr})
+        logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr},
+                       total=stage.steps)
     if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
         if context.is_main:
             state.save(manager)
         context.barrier()
+
+
+def latent_source(run: RunState, rae, stage: TrainDenoiserStage) -> LatentSource:
+    """The memory-mapped latent cache (built when missing or stale), or on-the-fly encoding."""
+    data, dataset = run.assembly.data, build_dataset(run.assembly.data, "train")
+    encode = encode_fn(rae, run.context.device)
+    if not stage.latent_cache:
+        return EncodedLatents(encode, dataset)
+    stats = run.record("latent_stats")
+    key = json_sha256({"seed": run.assembly.seed, "data": data.model_dump(),
+                       "encoder": run.assembly.resolved()["components"]["encoder"],
+                       "autoencoder": run.assembly.autoencoder.model_dump(),
+                       "statistics": stats.output_hash if stats else None})
+    folder = run.out_dir / "latent_cache"
+    if LatentCache.is_complete(folder, key):
+        return LatentCache(folder)
+    run.logger.info(f"train_denoiser: encoding {len(dataset)} images into the latent cache {folder}")
+    return build_latent_cache(folder, encode, dataset, latent_shape=tuple(run.assembly.latent_shape),
+                              flips=data.horizontal_flip, key=key, batch_size=stage.cache_batch_size,
+                              context=run.context)
+
+
+class TrainDenoiser(Stage):
+    """``train_denoiser``: stage 2 -> ``checkpoints/denoiser.safetensors`` and ``denoiser_ema.safetensors``."""
+
+    Config = TrainDenoiserStage
+
+    def run(self, run: RunState) -> None:
+        """Train the assembly's denoiser on the RAE's normalised latents; save final and EMA weights."""
+        source = latent_source(run, build_rae(run, trained_decoder=False), self.config)
+        result = train_denoiser(run.component("denoiser"), run.component("schedule"), source, self.config,
+                                checkpoint_dir=run.checkpoint_dir("train_denoiser"), seed=run.assembly.seed,
+                                logger=run.logger, context=run.context, resume=run.resume,
+                                flips=run.assembly.data.horizontal_flip)
+        save_final_weights(run, self.config.spec, {"denoiser": module_tensors(result.model),
+                                                   "denoiser_ema": module_tensors(result.ema.model)})

@@ -1,0 +1,38 @@
+"""Image arrays in the ADM layout: uint8 conversion, ``samples.npz`` and class-row grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rae_framework.files import atomic_write
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(B, 3, H, W)`` in [0, 1] -> ``(B, H, W, 3)`` uint8 (the ADM layout)."""
+    scaled = (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def write_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Atomically write ``arr_0`` uint8 ``(N, H, W, 3)`` and ``arr_1`` int64 ``(N,)``."""
+    atomic_write(path, lambda temp: np.savez(temp, arr_0=images, arr_1=labels.astype(np.int64)))
+
+
+def save_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int, max_classes: int) -> None:
+    """``grid.png``: one row per class (first ``max_classes`` classes present), ``columns`` samples each."""
+    classes = [int(c) for c in np.unique(labels)][:max_classes]
+    height, width = images.shape[1:3]
+    grid = np.full((len(classes) * height, columns * width, 3), 255, dtype=np.uint8)
+    for row, label in enumerate(classes):
+        for column, index in enumerate(np.flatnonzero(labels == label)[:columns]):
+            grid[row * height:(row + 1) * height, column * width:(column + 1) * width] = images[index]
+    atomic_write(path, lambda temp: Image.fromarray(grid).save(temp, format="PNG"))

@@ -1,0 +1,130 @@
+"""Stages as registered components (kind ``stage``): the torch-free half, read by validate, list and the runner.
+
+A stage is what a run *does* (train the decoder, compute latent statistics, sample, ...), registered by a
+plugin exactly like an encoder::
+
+    registrar.add("stage", "distill_encoder", factory="my_plugin.distill:DistillEncoder",
+                  config="my_plugin.distill:DistillEncoderConfig")
+
+Its Config subclasses :class:`StageConfig` and declares the stage's :class:`StageSpec` as the class attribute
+``spec``: where it runs in the order, the component roles it needs, the stages whose outputs it reads, the
+files it writes and whether it resumes from step checkpoints. The runner, the assembly's stage rules, the
+input hash that decides whether a stage is up to date, the record paths, the schema of the ``stages``
+section and the CLI's ``--stage`` choices are all derived from these specs. Its class implements
+:class:`rae_framework.interfaces.Stage` (``run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from rae_framework.config import ComponentConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rae_framework.session import Session
+
+STAGE_KIND = "stage"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage needs and produces; the runner and the assembly derive everything from it.
+
+    ``outputs`` maps an output's name to its path relative to the run directory; other stages ask for an
+    output by name (``RunState.output("decoder_ema")``), so no stage knows another's file layout.
+    """
+
+    order: int  # position in a run; first-party stages use 100 (train_decoder) ... 500 (evaluate)
+    summary: str = ""
+    roles: tuple[str, ...] = ()  # component roles that must be present (a role named after a kind is of it)
+    optional_roles: tuple[str, ...] = ()  # roles used when present (part of the input hash)
+    sections: tuple[str, ...] = ()  # assembly sections read besides the seed: 'autoencoder', 'data'
+    reads: tuple[str, ...] = ()  # stages whose outputs this stage consumes (their output hashes are hashed)
+    settings_of: tuple[str, ...] = ()  # other stages whose settings this one depends on
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> path relative to the run directory
+    resumable: bool = False  # writes step checkpoints under checkpoints/<stage>/ and resumes from them
+
+
+@dataclass(frozen=True)
+class StageProblem:
+    """A problem a stage's :meth:`StageConfig.check` finds: ``path`` inside ``stages.<name>`` (or absolute
+    when it starts with ``components``), a message, and whether it is only a warning."""
+
+    path: tuple[str | int, ...]
+    message: str
+    warning: bool = False
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class StageCheckContext:
+    """What a stage's cross-checks see: the resolved components (role -> ComponentSpec), the roles the file
+    declares (also those whose params are invalid), the other stages' settings and the session."""
+
+    components: Mapping[str, Any]
+    declared_roles: frozenset[str]
+    stages: Stages
+    session: Session
+
+
+class StageConfig(ComponentConfig):
+    """Base of every stage's settings (the value under ``stages.<name>`` in an assembly)."""
+
+    spec: ClassVar[StageSpec]
+
+    enabled: bool = Field(True, description="Run this stage (false keeps its settings but skips it).")
+
+    def check(self, context: StageCheckContext) -> list[StageProblem]:
+        """Cross-checks against the rest of the assembly (known metric names, ...); none by default."""
+        del context
+        return []
+
+
+class Stages(Mapping[str, StageConfig]):
+    """The validated ``stages`` section: stage name -> settings, in run order (by ``spec.order``).
+
+    Attribute access reads a stage's settings or None when the assembly does not configure it
+    (``assembly.stages.train_denoiser``).
+    """
+
+    def __init__(self, configs: Mapping[str, StageConfig] | None = None) -> None:
+        ordered = sorted((configs or {}).items(), key=lambda item: (type(item[1]).spec.order, item[0]))
+        self._configs: dict[str, StageConfig] = dict(ordered)
+
+    def __getitem__(self, name: str) -> StageConfig:
+        return self._configs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._configs)
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+    def __getattr__(self, name: str) -> StageConfig | None:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._configs.get(name)
+
+    def __repr__(self) -> str:
+        return f"Stages({', '.join(self._configs)})"
+
+    def spec(self, name: str) -> StageSpec:
+        """The spec of a configured stage."""
+        return type(self._configs[name]).spec
+
+    def enabled(self) -> list[str]:
+        """Names of the enabled stages, in run order."""
+        return [name for name, config in self._configs.items() if config.enabled]
+
+    def is_enabled(self, name: str) -> bool:
+        """Whether the assembly runs stage ``name``."""
+        config = self._configs.get(name)
+        return config is not None and config.enabled
+
+    def dump(self) -> dict[str, Any]:
+        """Plain JSON data (``stages`` of a resolved assembly)."""
+        return {name: config.model_dump(mode="json") for name, config in self._configs.items()}
