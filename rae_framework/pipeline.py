@@ -27,21 +27,16 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from rae_framework.data.datasets import class_names
-from rae_framework.engine.distributed import DistContext, default_device
-from rae_framework.engine.latent_statistics_stage import STATISTICS_FILE
-from rae_framework.engine.logging import progress
-from rae_framework.engine.run_state import RunState
-from rae_framework.engine.sampling import generate_batch, save_grid, write_npz
-from rae_framework.engine.stages import (DECODER_EMA_FILE, DENOISER_EMA_FILE, build_rae, load_guide,
-                                         stage_enabled, statistics_file)
+from rae_framework.engine import (DistContext, RunState, build_rae, generate_batch, load_guide, progress, save_grid,
+                                  statistics_file, write_npz)
+from rae_framework.engine.distributed import default_device
 from rae_framework.errors import ConfigError
 from rae_framework.registry import did_you_mean
 
 ASSEMBLY_FILE = "assembly.yaml"
 CLASSES_FILE = "classes.json"
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-# role -> (the stage that trains it, its EMA weights under checkpoints/)
-TRAINED_WEIGHTS = {"decoder": ("train_decoder", DECODER_EMA_FILE), "denoiser": ("train_denoiser", DENOISER_EMA_FILE)}
+TRAINED_ROLES = ("decoder", "denoiser")  # the stage that trains role R writes the output "R_ema"
 
 
 @dataclass
@@ -57,7 +52,7 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> R
     (default: CUDA when available, else CPU)."""
     run_dir = Path(run_dir)
     state = RunState(run_dir, _run_assembly(run_dir), DistContext(device=_device(device)))
-    sources = {role: weights_source(state, role) for role in TRAINED_WEIGHTS if state.has(role)}
+    sources = {role: weights_source(state, role) for role in TRAINED_ROLES if state.has(role)}
     sources["statistics"] = statistics_source(state)
     rae = build_rae(state)
     names = run_class_names(run_dir, state.assembly.data)
@@ -69,8 +64,9 @@ def _trained_denoiser(state: RunState):
     if not state.has("denoiser"):
         return None
     denoiser = state.component("denoiser")
-    if stage_enabled(state, "train_denoiser"):
-        denoiser.load_state_dict(load_file(str(state.checkpoints / DENOISER_EMA_FILE)))
+    weights = state.output("denoiser_ema")
+    if weights is not None:
+        denoiser.load_state_dict(load_file(str(weights)))
     return denoiser.to(state.context.device).eval()
 
 
@@ -96,34 +92,44 @@ def _run_assembly(run_dir: Path):
     return load_assembly(path)
 
 
-def weights_source(state: RunState, role: str) -> str:
-    """Where ``role``'s trained weights come from: the run's EMA checkpoint when the run trains it, else the
-    component's ``checkpoint``; a ConfigError when neither is there."""
-    stage, filename = TRAINED_WEIGHTS[role]
-    path = state.checkpoints / filename
-    if stage_enabled(state, stage):
-        if not path.is_file():
-            raise ConfigError(f"{path}: missing; the run's {stage} stage writes it (run it with "
-                              f"'rae run ASSEMBLY --out {state.out_dir} --stage {stage}')")
-        return f"{path.relative_to(state.out_dir)} ({stage}, EMA)"
-    checkpoint = state.assembly.spec(role).checkpoint
+def run_output(run: RunState, name: str) -> tuple[str, Path] | None:
+    """``(stage, path)`` of the output ``name`` when a stage of the run writes it (the file may be missing)."""
+    for stage in run.assembly.stages.enabled():
+        if name in run.spec(stage).outputs:
+            return stage, run.output_path(name)
+    return None
+
+
+def _existing(run: RunState, name: str) -> tuple[str, Path] | None:
+    """:func:`run_output`, with a missing file as a ConfigError naming it and the stage that writes it."""
+    found = run_output(run, name)
+    if found is not None and not found[1].is_file():
+        stage, path = found
+        raise ConfigError(f"{path}: missing; the run's {stage} stage writes it (run it with "
+                          f"'rae run ASSEMBLY --out {run.out_dir} --stage {stage}')")
+    return found
+
+
+def weights_source(run: RunState, role: str) -> str:
+    """Where ``role``'s trained weights come from: the run's EMA output when a stage of the run trains it,
+    else the component's ``checkpoint``; a ConfigError when neither is there."""
+    found = _existing(run, f"{role}_ema")
+    if found is not None:
+        return f"{found[1].relative_to(run.out_dir)} ({found[0]}, EMA)"
+    checkpoint = run.assembly.spec(role).checkpoint
     if checkpoint is None:
-        raise ConfigError(f"components.{role}: no trained weights: the run has no {stage} stage and "
-                          f"components.{role}.checkpoint is not set in {state.out_dir / ASSEMBLY_FILE}")
+        raise ConfigError(f"components.{role}: no trained weights: no stage of this run writes '{role}_ema' and "
+                          f"components.{role}.checkpoint is not set in {run.out_dir / ASSEMBLY_FILE}")
     return f"{checkpoint} (components.{role}.checkpoint)"
 
 
-def statistics_source(state: RunState) -> str:
+def statistics_source(run: RunState) -> str:
     """Where the latent statistics come from (a missing file of this run is a ConfigError)."""
-    if stage_enabled(state, "latent_stats") and not (state.checkpoints / STATISTICS_FILE).is_file():
-        raise ConfigError(f"{state.checkpoints / STATISTICS_FILE}: missing; the run's latent_stats stage "
-                          f"writes it (run it with 'rae run ASSEMBLY --out {state.out_dir} --stage latent_stats')")
-    path = statistics_file(state, computed=True)
-    if path is None:
-        return "none (latents not normalised)"
-    if path.parent == state.checkpoints:
-        return f"{path.relative_to(state.out_dir)} (latent_stats)"
-    return f"{path} (autoencoder.statistics)"
+    found = _existing(run, "latent_stats")
+    if found is not None:
+        return f"{found[1].relative_to(run.out_dir)} ({found[0]})"
+    path = statistics_file(run, computed=False)
+    return "none (latents not normalised)" if path is None else f"{path} (autoencoder.statistics)"
 
 
 def run_class_names(run_dir: Path, data_config) -> list[str] | None:

@@ -31,6 +31,7 @@ from rae_framework.config import OptimizerConfig
 from rae_framework.engine.distributed import DistContext, init_distributed, no_sync, unwrap, wrap_model
 from rae_framework.engine.draws import step_generator
 from rae_framework.engine.ema import EMA
+from rae_framework.engine.generation import generate_batch, load_guide, velocity_field
 from rae_framework.engine.images import save_grid, to_uint8, uint8_to_tensor, write_npz
 from rae_framework.engine.logging import RunLogger, progress
 from rae_framework.engine.metrics import build_metric, reduce_metric
@@ -45,8 +46,9 @@ __all__ = [
     "CheckpointManager", "DistContext", "EMA", "LatentStatistics", "OptimizerConfig", "RunLogger", "RunResult",
     "RunState", "StageRecord", "all_reduce_statistics", "atomic_write", "atomic_write_text", "build_metric",
     "build_optimizer", "build_rae", "build_scheduler", "clip_gradients", "encode_fn", "file_sha256",
-    "holdout_images", "init_distributed", "json_sha256", "load_statistics", "match_size", "module_tensors",
-    "no_sync", "progress", "reconstruct", "reduce_metric", "rng_state", "run_assembly", "save_final_weights",
-    "save_grid", "save_statistics", "save_weights", "set_rng_state", "statistics_file", "step_generator",
-    "swapped_decoder", "to_uint8", "uint8_to_tensor", "unwrap", "wrap_model", "write_npz",
+    "generate_batch", "holdout_images", "init_distributed", "json_sha256", "load_guide", "load_statistics",
+    "match_size", "module_tensors", "no_sync", "progress", "reconstruct", "reduce_metric", "rng_state",
+    "run_assembly", "save_final_weights", "save_grid", "save_statistics", "save_weights", "set_rng_state",
+    "statistics_file", "step_generator", "swapped_decoder", "to_uint8", "uint8_to_tensor", "unwrap",
+    "velocity_field", "wrap_model", "write_npz",
 ]

@@ -17,9 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import rae_framework
 from rae_framework import cli
-from rae_framework.engine.checkpoints import module_tensors
-from rae_framework.engine.distributed import DistContext
-from rae_framework.engine.run_state import RunState
+from rae_framework.engine import DistContext, RunState, module_tensors
 from rae_framework.errors import ConfigError
 
 ASSEMBLY = """
@@ -188,7 +186,7 @@ def test_an_untrained_component_without_checkpoint_is_an_error(run_dir, tmp_path
     data = yaml.safe_load((run / "assembly.yaml").read_text())
     data["stages"]["train_denoiser"]["enabled"] = False
     (run / "assembly.yaml").write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="no train_denoiser stage and components.denoiser.checkpoint is not set"):
+    with pytest.raises(ConfigError, match="no stage of this run writes 'denoiser_ema' and components.denoiser.checkpoint is not set"):
         rae_framework.load_run(run, device="cpu")
 
 
@@ -199,7 +197,7 @@ def test_a_stage_1_run_encodes_and_decodes_and_refuses_to_sample(run_dir, tmp_pa
     data = yaml.safe_load((run / "assembly.yaml").read_text())
     for role in ("denoiser", "schedule", "sampler", "guidance"):
         del data["components"][role]
-    data["stages"].update(train_denoiser=None, sample=None)
+    del data["stages"]["train_denoiser"], data["stages"]["sample"]
     (run / "assembly.yaml").write_text(yaml.safe_dump(data))
     stage1 = rae_framework.load_run(run, device="cpu")
     assert "dit-dh" not in repr(stage1) and "10 classes" in repr(stage1)
