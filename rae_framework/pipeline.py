@@ -200,7 +200,7 @@ class RAEPipeline:
 
     def _source(self, role: str) -> str:
         if role in self.weight_sources:
-            return f"{self.weight_sources[role]}"
+            return self.weight_sources[role]
         spec = self.assembly.spec(role)
         if spec.checkpoint:
             return f"{spec.checkpoint} (components.{role}.checkpoint)"
@@ -263,6 +263,9 @@ class RAEPipeline:
                               "decode (pipe.encode, pipe.decode)")
         if output_type not in OUTPUT_TYPES:
             raise ConfigError(f"output_type {output_type!r}: expected one of {', '.join(OUTPUT_TYPES)}")
+        if num_images_per_label < 1 or batch_size < 1:
+            raise ConfigError(f"num_images_per_label ({num_images_per_label}) and batch_size ({batch_size}) "
+                              "must be positive")
         ids = torch.tensor(self.get_label_ids(labels), dtype=torch.int64).repeat_interleave(num_images_per_label)
         flow_sampler = self._sampler(sampler, num_steps)
         flow_guidance, guide = self._guidance(guidance, guidance_scale)

@@ -96,6 +96,10 @@ def test_call_gives_pil_images_in_class_major_order(pipe):
     assert output.labels == [3, 3, 7, 7]
     assert len(output.images) == 4 and all(isinstance(image, Image.Image) for image in output.images)
     assert output.images[0].size == (16, 16) and output.images[0].mode == "RGB"
+    with pytest.raises(ConfigError, match="must be positive"):
+        pipe(3, num_images_per_label=0)
+    with pytest.raises(ConfigError, match="output_type 'pix': expected one of pil, np, pt, latent"):
+        pipe(3, output_type="pix")
 
 
 def test_seed_and_generator_reproduce_and_output_types_agree(pipe):
