@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
          [("--json", {"action": "store_true", "help": "machine-readable output"})])
     _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
     _add_sample(commands)
+    _add_import_official(commands)
     return parser
 
 
@@ -165,6 +166,33 @@ def _label_tokens(text: str) -> list[int | str]:
     return [int(token) if token.lstrip("-").isdigit() else token for token in tokens]
 
 
+def _add_import_official(commands: Any) -> None:
+    file_option = {"default": None, "metavar": "FILE"}
+    _add(commands, "import-official", cmd_import_official, "import the reference implementation's released "
+         "checkpoints (decoder model.pt, stat.pt, DiT stage2_model.pt) into a run directory", [
+             ("assembly", {"help": "assembly naming the architectures (e.g. a sampling recipe)"}),
+             ("--out", {"required": True, "metavar": "DIR", "help": "run directory to write"}),
+             ("--decoder", {**file_option, "help": "GeneralDecoder model.pt or a stage-1 checkpoint"}),
+             ("--stats", {**file_option, "help": "latent statistics stat.pt"}),
+             ("--denoiser", {**file_option, "help": "DiT checkpoint (its 'ema' when it has one)"}),
+             ("--guide", {**file_option, "help": "autoguidance guide checkpoint"}),
+             SET_OPTION,
+         ])
+
+
+def cmd_import_official(args: argparse.Namespace) -> int:
+    """``rae import-official``: reference checkpoints -> ``OUT/checkpoints/*.safetensors`` + ``OUT/imported.yaml``."""
+    from pathlib import Path
+
+    from rae_framework.interop.import_run import OfficialFiles, import_official_run
+
+    files = OfficialFiles(**{role: Path(getattr(args, role)) for role in ("decoder", "stats", "denoiser", "guide")
+                             if getattr(args, role) is not None})
+    path = import_official_run(args.assembly, files, args.out, args.overrides)
+    print(f"imported into {args.out}; sample and evaluate with: rae run {path} --out {args.out}")
+    return EXIT_OK
+
+
 def _session() -> Any:
     from rae_framework.session import Session
 
@@ -180,8 +208,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     assembly = load_assembly(args.assembly, args.overrides, session=_session())
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
-    run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
-    print(f"run '{assembly.name}' finished: {out_dir}")
+    result = run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
+    print(f"run '{assembly.name}' finished: {out_dir} (ran: {', '.join(result.ran) or 'nothing'}; "
+          f"up to date: {', '.join(result.skipped) or 'nothing'})")
+    for name, path in result.outputs.items():
+        print(f"  {name}: {path}")
+    for name, value in sorted(result.metrics.items()):
+        print(f"  metric {name} = {value:.6g}")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""Make PyPI's CUDA-linked torchvision importable beside a CPU-only torch (see DESIGN.md section 4).
+"""Make PyPI's CUDA-linked torchvision importable beside a CPU-only torch (the README's Set-up explains why).
 
 ``import torchvision`` registers fake kernels for ``torchvision::nms``; when its compiled ``_C`` library
 cannot load (CUDA build on a CPU-only torch) the operator schema does not exist and the import fails, which

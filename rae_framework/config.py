@@ -6,7 +6,7 @@ Kept free of torch so that ``list``, ``describe`` and ``validate`` never import 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,17 @@ class ComponentConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Component:
+    """Mixin for every component: holds the validated config it was built from."""
+
+    Config: ClassVar[type[ComponentConfig]]
+
+    def __init__(self, config: ComponentConfig) -> None:
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} expects {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
 
 
 class AutoencoderConfig(ComponentConfig):

@@ -16,14 +16,15 @@ Every component is constructed from one argument, its frozen pydantic ``Config``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
-from rae_framework.config import ComponentConfig
+from rae_framework.config import Component, ComponentConfig
+from rae_framework.stage import Stage
 
 __all__ = [
     "ComponentConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "Discriminator",
     "Guidance",
     "Metric",
+    "Reduction",
     "PerceptualLoss",
     "Stage",
     "AdversarialLoss",
@@ -46,17 +48,6 @@ __all__ = [
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``velocity(x_t (B, C, h, w), t (B,)) -> v (B, C, h, w)``; guidance is already folded in."""
-
-
-class Component:
-    """Mixin for every component: holds the validated config it was built from."""
-
-    Config: ClassVar[type[ComponentConfig]]
-
-    def __init__(self, config: ComponentConfig) -> None:
-        if not isinstance(config, self.Config):
-            raise TypeError(f"{type(self).__name__} expects {self.Config.__name__}, got {type(config).__name__}")
-        self.config = config
 
 
 class Encoder(Component, nn.Module, ABC):
@@ -225,8 +216,46 @@ class Guidance(Component, ABC):
         """A :data:`VelocityFn` for class ``labels (B,)``; only the passes it needs are computed."""
 
 
+Reduction = Literal["sum", "cat"]
+"""How two ranks' values of one metric state tensor combine: ``"sum"`` adds them (an all-reduce),
+``"cat"`` concatenates their rows along dim 0 (a gather)."""
+
+
 class Metric(Component, ABC):
-    """A streaming evaluation metric (PSNR, SSIM, FID, ...): update over batches, then compute."""
+    """A streaming evaluation metric (PSNR, SSIM, FID, ...): update over batches, then compute.
+
+    The contract the run engine relies on (and nothing else: no metric names):
+
+    * ``paired`` (class attribute or property, a bool) says what ``update`` is fed. ``True``: a
+      reconstruction metric, ``update(generated=reconstructions, reference=originals)`` with the two
+      batches paired image by image (PSNR, SSIM, rFID). ``False``: a generation metric,
+      ``update(generated=samples)``, plus ``update(reference=images)`` when :attr:`wants_reference_images`.
+    * The accumulated state is a set of named tensors, ``state_tensors()``, each combined across ranks as
+      ``state_reductions[name]`` says. The engine reduces every state tensor, calls
+      ``load_state_tensors`` with the result, then ``compute``; the value must equal a single process's
+      over all batches. A metric that cannot merge its state cannot run distributed.
+    """
+
+    paired: ClassVar[bool]  # True: reconstructions vs their originals; False: samples (vs a reference set)
+    state_reductions: ClassVar[Mapping[str, Reduction]]  # state name -> "sum" | "cat"
+
+    def __init__(self, config: ComponentConfig) -> None:
+        super().__init__(config)
+        paired = getattr(self, "paired", None)
+        if not isinstance(paired, bool):
+            raise TypeError(f"{type(self).__name__}.paired must be declared as a bool, got {paired!r}")
+        reductions = getattr(self, "state_reductions", None)
+        if not isinstance(reductions, Mapping):
+            raise TypeError(f"{type(self).__name__} must declare state_reductions: state name -> 'sum' | 'cat'")
+        unknown = {name: how for name, how in reductions.items() if how not in ("sum", "cat")}
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.state_reductions: use 'sum' or 'cat', got {unknown}")
+
+    @property
+    def wants_reference_images(self) -> bool:
+        """For a generation metric: whether the engine should also feed reference images (``update(
+        reference=...)``). False when the metric has none to compare with or brings its own reference set."""
+        return False
 
     @abstractmethod
     def reset(self) -> None:
@@ -235,6 +264,15 @@ class Metric(Component, ABC):
     @abstractmethod
     def update(self, generated: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> None:
         """Accumulate a batch of images ``(B, 3, H, W)`` in [0, 1]; paired metrics get both."""
+
+    @abstractmethod
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The accumulated state, one tensor per name of ``state_reductions`` (``"sum"`` states have a
+        fixed shape even before the first update, so that ranks can all-reduce them)."""
+
+    @abstractmethod
+    def load_state_tensors(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Replace the state with ``state`` (for example the tensors reduced across ranks)."""
 
     @abstractmethod
     def compute(self) -> dict[str, float]:
@@ -272,16 +310,3 @@ class Augmentation(Component, ABC):
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(B, 3, H, W)`` -> augmented ``(B, 3, H, W)``; every random draw comes from ``generator``."""
 
-
-class Stage(Component, ABC):
-    """A step of a run (train the decoder, sample, ...), registered under kind ``stage``.
-
-    Built from its settings, a :class:`rae_framework.stage.StageConfig` whose class carries the stage's
-    :class:`rae_framework.stage.StageSpec`; the engine calls :meth:`run` on every rank of a run.
-    """
-
-    @abstractmethod
-    def run(self, run) -> None:
-        """Do the work of this stage for ``run`` (a :class:`rae_framework.engine.RunState`: the run directory,
-        the assembly's components, the distributed context, the logger, ``resume`` and the outputs of earlier
-        stages); rank 0 writes every file named in ``spec.outputs``."""

@@ -16,13 +16,14 @@ section and the CLI's ``--stage`` choices are all derived from these specs. Its 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from rae_framework.config import ComponentConfig
+from rae_framework.config import Component, ComponentConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from rae_framework.session import Session
@@ -128,3 +129,18 @@ class Stages(Mapping[str, StageConfig]):
     def dump(self) -> dict[str, Any]:
         """Plain JSON data (``stages`` of a resolved assembly)."""
         return {name: config.model_dump(mode="json") for name, config in self._configs.items()}
+
+
+class Stage(Component, ABC):
+    """A step of a run (train the decoder, sample, ...), registered under kind ``stage``; also exported as
+    ``rae_framework.interfaces.Stage``. Torch-free, so that a stage's one module can hold its Config too.
+
+    Built from its settings, a :class:`StageConfig` whose class carries the stage's :class:`StageSpec`; the
+    engine calls :meth:`run` on every rank of a run.
+    """
+
+    @abstractmethod
+    def run(self, run) -> None:
+        """Do the work of this stage for ``run`` (a :class:`rae_framework.engine.RunState`: the run directory,
+        the assembly's components, the distributed context, the logger, ``resume`` and the outputs of earlier
+        stages); rank 0 writes every file named in ``spec.outputs``."""

@@ -99,11 +99,13 @@ class ShiftedFlow(NoiseSchedule):
     def sampling_grid(self, num_steps: int) -> torch.Tensor:
         """``shift(1 - linspace(0, time_max, num_steps))`` in float32, from 1 down to ``shift(1 - time_max)``.
 
-        The reference's float32 arithmetic can put the first point one ulp above 1 (e.g. s = 4.33); it is
-        clamped to 1 here so that guidance on an interval ending at 1 also covers the first step.
+        Bit for bit the reference's grid (src/stage2/transport/integrators.py:100-101), including its float32
+        rounding: for some shifts (s = 4.33) the first point is 1.0000001, where the reference evaluates the
+        model and, with a guidance interval ending at 1, does not guide. It is kept (not clamped to 1) so that
+        samples equal the reference's (tests/parity/test_official_sampling.py); for the released shifts
+        (6.93 at 256 px, 13.9 at 512 px) the first point is exactly 1.
         """
-        grid = apply_shift(1 - torch.linspace(0, self.config.time_max, num_steps), self.shift)  # (num_steps,)
-        return grid.clamp(max=1.0)
+        return apply_shift(1 - torch.linspace(0, self.config.time_max, num_steps), self.shift)  # (num_steps,)
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
         """1, or the logit-normal density at the unshifted time for ``loss_weighting='logit-normal'``."""

@@ -50,14 +50,15 @@ class DinoDiscriminatorConfig(ComponentConfig):
 
 
 DIFFAUG_POLICY_PATTERN = r"^(|(color|translation|cutout)(,(color|translation|cutout))*)$"
-"""A DiffAugment policy: comma-separated operations ('' = none)."""
+"""A DiffAugment policy: comma-separated operations ('' = none), applied in the reference's order."""
 
 
 class DiffAugmentConfig(ComponentConfig):
     """Differentiable augmentation (Zhao et al. 2020) applied to real and fake images alike."""
 
     policy: str = Field("color,translation,cutout", pattern=DIFFAUG_POLICY_PATTERN,
-                        description="Comma-separated operations, applied in order.")
+                        description="Comma-separated operations; applied in the reference's order "
+                                    "(translation, colour, cut-out) whatever their order here.")
     prob: float = Field(1.0, ge=0, le=1, description="Probability that a batch is augmented at all.")
     translation_ratio: float = Field(0.125, ge=0, le=1, description="Max shift as a fraction of the image side.")
     cutout_ratio: float = Field(0.5, ge=0, le=1, description="Side of the cut-out square as a fraction of the "

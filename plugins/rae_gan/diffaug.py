@@ -1,10 +1,10 @@
 """DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training").
 
 The operations of the reference (StyleGAN-T's ``DiffAugment``), applied in ``[-1, 1]`` space as there, so
-that padding and cut-out fill with mid-grey: colour (brightness, saturation, contrast), translation
-(zero-padded integer shifts up to ``ratio`` of the side), cut-out (a square of ``ratio`` of the side set to
-zero). Every random draw comes from the given ``torch.Generator``: the same seed gives the same
-augmentation. Differentiable in the images. Augment real and fake discriminator inputs alike (one call each).
+that padding and cut-out fill with mid-grey: translation (zero-padded integer shifts up to ``ratio`` of the
+side), colour (brightness, saturation, contrast), cut-out (a square of ``ratio`` of the side set to zero),
+always in that order whatever the order of the policy string, as the reference applies them. Every random
+draw comes from the given ``torch.Generator``: the same seed gives the same augmentation. Differentiable in the images. Augment real and fake discriminator inputs alike (one call each).
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def cutout(x: torch.Tensor, ratio: float = 0.5, generator: torch.Generator | Non
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
+REFERENCE_ORDER = ("translation", "color", "cutout")  # src/disc/diffaug.py:L69-105 (translation, colour, cut-out)
+
+
 class DiffAugment(Augmentation):
     """Applies the configured policy to a batch in ``[0, 1]`` (with probability ``prob`` per call)."""
 
@@ -71,7 +74,8 @@ class DiffAugment(Augmentation):
 
     def __init__(self, config: DiffAugmentConfig) -> None:
         super().__init__(config)
-        self.operations = [name for name in config.policy.split(",") if name]
+        chosen = set(config.policy.split(","))
+        self.operations = [name for name in REFERENCE_ORDER if name in chosen]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` in [0, 1] -> augmented batch, same shape, in [0, 1] space (values may leave it)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -38,15 +38,36 @@ def _inception() -> ComponentRef:
 
 
 class FIDConfig(ComponentConfig):
-    """Frechet distance between feature Gaussians of generated and reference images."""
+    """Frechet distance between feature Gaussians of generated samples and a reference set."""
 
-    key: str = Field("fid", pattern=r"^[a-z0-9_]+$", description="Result key: 'fid', 'rfid' (reconstructions vs "
-                                                                 "originals) or 'gfid' (samples vs a dataset).")
+    key: str = Field("fid", pattern=r"^[a-z0-9_]+$", description="Result key, e.g. 'fid' or 'gfid'.")
     features: ComponentRef = Field(default_factory=_inception, description="Feature network (kind "
                                                                            "feature_extractor).")
-    reference: str | None = Field(None, description="Reference set: ADM .npz (mu/sigma or arr_0 images) or an "
-                                                    "image folder; None = the `reference` images given to update.")
+    reference: str | None = Field(None, description="Reference set: ADM .npz (precomputed statistics and/or "
+                                                    "arr_0 images) or an image folder; None = the `reference` "
+                                                    "images given to update.")
+    reference_statistics: Literal["auto", "precomputed", "images"] = Field(
+        "auto", description="Reference Gaussian of an .npz: 'auto' = its precomputed statistics when present and "
+                            "the features are the standard Inception's (ADM's read_statistics), else its images; "
+                            "'precomputed' = require the statistics; 'images' = always featurise its images.")
     reference_batch_size: int = Field(50, ge=1, description="Batch size when featurising reference images.")
+
+
+class SFIDConfig(FIDConfig):
+    """sFID: the Frechet distance on the Inception's spatial features (reference statistics mu_s / sigma_s)."""
+
+    key: str = Field("sfid", pattern=r"^[a-z0-9_]+$", description="Result key.")
+
+
+class RFIDConfig(ComponentConfig):
+    """rFID: Frechet distance between reconstructions and their originals, both featurised."""
+
+    key: str = Field("rfid", pattern=r"^[a-z0-9_]+$", description="Result key.")
+    features: ComponentRef = Field(default_factory=_inception, description="Feature network (kind "
+                                                                           "feature_extractor).")
+    quantize: Literal["truncate", "round", "none"] = Field(
+        "truncate", description="8-bit quantisation of the reconstructions before featurising: 'truncate' as "
+                                "the reference's uint8 cast of x * 255, 'round', or 'none'.")
 
 
 class InceptionScoreConfig(ComponentConfig):

@@ -8,7 +8,7 @@ comparable to published ones (only the pretrained FID Inception); metrics label 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,6 +26,14 @@ class Features:
 
     pool: torch.Tensor  # (B, feature_dim)
     logits: torch.Tensor | None  # (B, num_logits), or None without a classifier
+    spatial: torch.Tensor | None = None  # (B, S) flattened early feature map (sFID), or None
+
+    def field(self, name: str) -> torch.Tensor:
+        """The features named ``name`` (``pool``, ``spatial`` or ``logits``); an error when absent."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"this feature extractor gives no '{name}' features")
+        return value
 
 
 class FeatureExtractor(Component, nn.Module, ABC):
@@ -33,6 +41,7 @@ class FeatureExtractor(Component, nn.Module, ABC):
 
     feature_dim: ClassVar[int]
     num_logits: ClassVar[int]  # 0 when there is no classifier
+    spatial_dim: ClassVar[int] = 0  # size of Features.spatial; 0 when absent or dependent on the image size
     standard: bool = False  # True only where metric values are comparable to published numbers
 
     def __init__(self, config: ComponentConfig) -> None:
@@ -74,9 +83,11 @@ class RandomConvFeatures(FeatureExtractor):
         self.requires_grad_(False).eval()
 
     def forward(self, images: torch.Tensor) -> Features:
-        """``(B, 3, H, W)`` in [0, 1] -> ``(B, feature_dim)`` features and ``(B, num_logits)`` logits."""
-        pool = self.body(images.float() * 2 - 1)
-        return Features(pool, self.classifier(pool))
+        """``(B, 3, H, W)`` in [0, 1] -> ``(B, feature_dim)`` features, ``(B, num_logits)`` logits and, as
+        spatial features, the first conv's map flattened ``(B, width * H/2 * W/2)``."""
+        early = self.body[:2](images.float() * 2 - 1)  # (B, width, H/2, W/2)
+        pool = self.body[2:](early)
+        return Features(pool, self.classifier(pool), early.flatten(1))
 
 
 def build_component(kind: str, spec: ComponentRef) -> object:
@@ -92,13 +103,19 @@ def extractor_label(spec: ComponentRef, extractor: FeatureExtractor) -> str:
 
 
 @torch.no_grad()
-def featurize(extractor: FeatureExtractor, batches: Iterable[torch.Tensor]) -> Features:
-    """Run ``extractor`` over image batches and concatenate (features on CPU)."""
-    pools, logits = [], []
+def featurize_batches(extractor: FeatureExtractor, batches: Iterable[torch.Tensor]) -> Iterator[Features]:
+    """Run ``extractor`` over image batches, one :class:`Features` (on the CPU) per batch."""
     device = next(extractor.parameters()).device
     for images in batches:
         features = extractor(images.to(device))
-        pools.append(features.pool.cpu())
-        if features.logits is not None:
-            logits.append(features.logits.cpu())
-    return Features(torch.cat(pools), torch.cat(logits) if logits else None)
+        yield Features(*(None if value is None else value.cpu()
+                         for value in (features.pool, features.logits, features.spatial)))
+
+
+def featurize(extractor: FeatureExtractor, batches: Iterable[torch.Tensor]) -> Features:
+    """Run ``extractor`` over image batches and concatenate (features on CPU)."""
+    parts = list(featurize_batches(extractor, batches))
+    if not parts:
+        raise ValueError("no images to featurise")
+    return Features(*(None if getattr(parts[0], name) is None else torch.cat([part.field(name) for part in parts])
+                      for name in ("pool", "logits", "spatial")))

@@ -1,14 +1,17 @@
-"""Distribution metrics on one feature pipeline: FID (rFID/gFID), Inception Score, precision/recall.
+"""Distribution metrics on one feature pipeline: FID (gFID), sFID, rFID, Inception Score, precision/recall.
 
-All three build their feature network from a :class:`~rae_metrics.configs.ComponentRef` (kind
+All of them build their feature network from a :class:`~rae_metrics.configs.ComponentRef` (kind
 ``feature_extractor``, default the FID Inception), featurise each ``update`` batch under ``no_grad`` and keep
 mergeable state (:mod:`rae_metrics.state`): FID keeps sufficient statistics (count, sum, sum of outer
 products; ``"sum"`` across ranks), IS and precision/recall keep the rows (``"cat"``). Values from a
 non-standard extractor are reported under keys suffixed ``@<extractor>``, e.g. ``fid@random-conv``.
 
 * FID = ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^(1/2))`` (Heusel et al.); the trace of the root
-  comes from symmetric eigenvalues (equal to pytorch-fid's ``scipy.linalg.sqrtm`` up to round-off). rFID: ``update(generated=reconstructions, reference=originals)``; gFID: samples vs a
-  reference ``.npz``/folder (``reference`` param) or reference images passed to ``update``.
+  comes from symmetric eigenvalues (equal to pytorch-fid's ``scipy.linalg.sqrtm`` up to round-off). gFID
+  (``fid``): samples vs a reference ``.npz``/folder (``reference`` param; an ADM ``.npz``'s precomputed
+  ``mu``/``sigma`` are used as ADM's evaluator does) or reference images passed to ``update``. sFID
+  (``sfid``): the same on ADM's spatial features (``mu_s``/``sigma_s``). rFID (``rfid``, paired):
+  ``update(generated=reconstructions, reference=originals)``.
 * IS = ``exp(E_x KL(p(y|x) || p(y)))`` over ``splits`` chunks (mean, std).
 * Precision/recall (Kynkaanniemi et al. 2019): k-NN radii (k=3) around each feature; precision = share of
   generated features inside the reference manifold, recall = share of reference features inside the
@@ -26,8 +29,10 @@ import torch
 from rae_framework.config import ComponentConfig
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Metric
-from rae_metrics.configs import FIDConfig, InceptionScoreConfig, PrecisionRecallConfig
-from rae_metrics.features import FeatureExtractor, Features, build_component, extractor_label, featurize
+from rae_metrics.configs import FIDConfig, InceptionScoreConfig, PrecisionRecallConfig, RFIDConfig, SFIDConfig
+from rae_metrics.features import (FeatureExtractor, Features, build_component, extractor_label, featurize,
+                                  featurize_batches)
+from rae_metrics.paired import require_pair
 from rae_metrics.reference_batch import ReferenceSet, load_reference
 from rae_metrics.state import MergeableState, Reduction
 
@@ -62,11 +67,17 @@ def gaussian_from_sums(count: torch.Tensor, total: torch.Tensor, outer: torch.Te
     return mu, sigma
 
 
+def moments(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Count ``()``, sum ``(D,)`` and sum of outer products ``(D, D)`` of feature rows ``(B, D)`` (float64)."""
+    rows = rows.double()
+    return torch.tensor(float(rows.shape[0]), dtype=torch.float64), rows.sum(0), rows.T @ rows
+
+
 class FeatureMetric(MergeableState, Metric):
     """Shared pipeline: lazily built feature network (moved to the device of the images it is given),
     featurised updates (states kept on the CPU), the reference set."""
 
-    paired: bool = False  # generated samples vs a reference set (rFID overrides: reconstructions vs originals)
+    paired: ClassVar[bool] = False  # generated samples (vs a reference set); rFID overrides
 
     def __init__(self, config: ComponentConfig) -> None:
         Metric.__init__(self, config)
@@ -79,6 +90,12 @@ class FeatureMetric(MergeableState, Metric):
         if self._extractor is None:
             self._extractor = build_component("feature_extractor", self.config.features)
         return self._extractor
+
+    @property
+    def wants_reference_images(self) -> bool:
+        """Metrics with a ``reference`` setting (FID, sFID, precision/recall) compare with reference images fed
+        by the caller unless the setting names a reference set of their own; the Inception Score has none."""
+        return "reference" in type(self.config).model_fields and self.config.reference is None
 
     def key(self, name: str) -> str:
         """``name`` labelled with the extractor when its numbers are non-standard."""
@@ -99,29 +116,32 @@ class FeatureMetric(MergeableState, Metric):
         reference set (it replaces them)."""
         if generated is None and reference is None:
             raise ValueError(f"{type(self).__name__}: pass generated and/or reference images")
-        if getattr(self.config, "reference", None) is not None:
+        if not self.wants_reference_images:
             reference = None
         for side, images in (("generated", generated), ("reference", reference)):
             if images is not None:
                 yield side, self._features(images)
 
-    def _reference_features(self, reference: ReferenceSet) -> Features:
+    def _reference_batches(self, reference: ReferenceSet) -> Iterator[Features]:
+        """The reference set's features, one batch at a time (never all its images at once)."""
         if not reference.has_images:
             raise ConfigError(f"{reference.source} holds only Inception statistics; {type(self).__name__} with "
                               f"'{self.config.features.name}' features needs reference images")
-        return featurize(self.extractor, reference.batches(self.config.reference_batch_size))
+        return featurize_batches(self.extractor, reference.batches(self.config.reference_batch_size))
 
 
 class FID(FeatureMetric):
-    """Frechet Inception Distance; ``key`` names the result (``fid``, ``rfid``, ``gfid``)."""
+    """Frechet Inception Distance of generated samples against a reference set (``key``: fid, gfid).
+
+    The reference Gaussian is, in this order: the reference ``.npz``'s precomputed statistics (``mu`` /
+    ``sigma``) when ``reference_statistics`` allows it, as ADM's ``read_statistics`` does
+    (guided-diffusion evaluations/evaluator.py:L164-172); else streamed features of its images; else (no
+    ``reference`` set) the reference images passed to ``update``.
+    """
 
     Config = FIDConfig
-
-    @property
-    def paired(self) -> bool:
-        """rFID compares reconstructions with their originals; other keys compare sample sets."""
-        return self.config.key == "rfid"
-
+    feature: ClassVar[str] = "pool"  # the Features field the distance is measured on
+    statistic_keys: ClassVar[tuple[str, str]] = ("mu", "sigma")  # where an ADM .npz stores them
     state_reductions: ClassVar[dict[str, Reduction]] = {
         "generated_count": "sum", "generated_sum": "sum", "generated_outer": "sum",
         "reference_count": "sum", "reference_sum": "sum", "reference_outer": "sum"}
@@ -129,16 +149,21 @@ class FID(FeatureMetric):
     def update(self, generated: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> None:
         """Accumulate generated and/or reference images ``(B, 3, H, W)`` in [0, 1]."""
         for side, features in self._sides(generated, reference):
-            self._accumulate(side, features.pool)
+            self._accumulate(side, features.field(self.feature))
 
-    def _accumulate(self, side: str, pool: torch.Tensor) -> None:
-        pool = pool.double()  # (B, D)
-        self._add_state(f"{side}_count", torch.tensor(float(pool.shape[0])))
-        self._add_state(f"{side}_sum", pool.sum(0))
-        self._add_state(f"{side}_outer", pool.T @ pool)
+    def _accumulate(self, side: str, rows: torch.Tensor) -> None:
+        for name, value in zip(("count", "sum", "outer"), moments(rows)):
+            self._add_state(f"{side}_{name}", value)
+
+    def _feature_dim(self) -> int:
+        """D of the features: as seen in an update, else as the extractor declares it."""
+        seen = self._state["generated_sum"] or self._state["reference_sum"]
+        if seen:
+            return seen[0].shape[0]
+        return self.extractor.feature_dim if self.feature == "pool" else self.extractor.spatial_dim
 
     def _empty_state(self, name: str) -> torch.Tensor:
-        dim = self.extractor.feature_dim
+        dim = self._feature_dim()
         shape = {"count": (), "sum": (dim,), "outer": (dim, dim)}[name.partition("_")[2]]
         return torch.zeros(shape, dtype=torch.float64)
 
@@ -146,20 +171,77 @@ class FID(FeatureMetric):
         state = self.state_tensors()
         return gaussian_from_sums(state[f"{side}_count"], state[f"{side}_sum"], state[f"{side}_outer"])
 
+    def _precomputed(self, reference: ReferenceSet) -> tuple[np.ndarray, np.ndarray] | None:
+        """The reference's stored statistics where the config's ``reference_statistics`` takes them."""
+        mode = self.config.reference_statistics
+        if mode == "images" or (mode == "auto" and not self.extractor.standard):
+            return None  # statistics of the TF Inception do not describe other features
+        stored = reference.statistics(*self.statistic_keys)
+        if stored is None and mode == "precomputed":
+            raise ConfigError(f"{reference.source} has no precomputed '{self.statistic_keys[0]}' / "
+                              f"'{self.statistic_keys[1]}' (reference_statistics: precomputed)")
+        return stored
+
     def _reference_gaussian(self) -> tuple[np.ndarray, np.ndarray]:
         if self.config.reference is None:
             return self._side("reference")
         reference = load_reference(self.config.reference)
-        if reference.mu is not None and reference.sigma is not None and self.extractor.standard:
-            return reference.mu, reference.sigma
-        pool = self._reference_features(reference).pool.double()  # (N, D)
-        return gaussian_from_sums(torch.tensor(float(len(pool))), pool.sum(0), pool.T @ pool)
+        stored = self._precomputed(reference)
+        if stored is not None:
+            return stored
+        count, total, outer = 0.0, 0.0, 0.0
+        for features in self._reference_batches(reference):
+            batch_count, batch_total, batch_outer = moments(features.field(self.feature))
+            count, total, outer = count + batch_count, total + batch_total, outer + batch_outer
+        return gaussian_from_sums(torch.as_tensor(count), total, outer)
 
     def compute(self) -> dict[str, float]:
         """``{key: FID}`` between the generated and the reference Gaussians."""
         mu_g, sigma_g = self._side("generated")
         mu_r, sigma_r = self._reference_gaussian()
         return {self.key(self.config.key): frechet_distance(mu_g, sigma_g, mu_r, sigma_r)}
+
+
+class SpatialFID(FID):
+    """sFID (Nash et al. 2021): the Frechet distance on ADM's spatial features (7 channels of the Inception's
+    ``mixed_6/conv``), reference statistics ``mu_s`` / ``sigma_s`` of an ADM ``.npz`` (evaluator.py:L57,
+    L164-172)."""
+
+    Config = SFIDConfig
+    feature = "spatial"
+    statistic_keys = ("mu_s", "sigma_s")
+
+
+class ReconstructionFID(FID):
+    """rFID: FID of the autoencoder's reconstructions (``generated``) against their originals
+    (``reference``), both streamed through the feature network (a paired metric: fed image by image with
+    the originals). Reconstructions are quantised to 8 bits first, as the reference's evaluation does
+    (``recon.clamp(0, 1).mul(255)`` cast to uint8: truncation; reference: src/eval/__init__.py:L288-289)."""
+
+    Config = RFIDConfig
+    paired = True
+
+    @property
+    def wants_reference_images(self) -> bool:
+        """The originals always come with the reconstructions."""
+        return True
+
+    def update(self, generated: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> None:
+        """Accumulate reconstructions and their originals ``(B, 3, H, W)`` in [0, 1]."""
+        require_pair(generated, reference, "rfid")
+        super().update(quantize_images(generated, self.config.quantize), reference)
+
+    def _reference_gaussian(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._side("reference")
+
+
+def quantize_images(images: torch.Tensor, mode: str) -> torch.Tensor:
+    """``[0, 1]`` images as their 8-bit values would read back: ``truncate`` (uint8 cast of ``x * 255``),
+    ``round`` (to the nearest level) or ``none``."""
+    if mode == "none":
+        return images
+    scaled = images.clamp(0, 1) * 255
+    return (scaled.floor() if mode == "truncate" else scaled.round()) / 255
 
 
 def inception_score(logits: torch.Tensor, splits: int) -> tuple[float, float]:
@@ -226,7 +308,8 @@ class PrecisionRecall(FeatureMetric):
     def compute(self) -> dict[str, float]:
         """``{"precision": ..., "recall": ...}``."""
         state = self.state_tensors()
-        reference = (self._reference_features(load_reference(self.config.reference)).pool.float()
+        reference = (torch.cat([features.pool.float() for features in
+                                self._reference_batches(load_reference(self.config.reference))])
                      if self.config.reference else state["reference"])
         return self._precision_recall(state["generated"], reference)
 

@@ -2,7 +2,8 @@
 
 torchvision's Inception-v3 with pytorch-fid's changes: 1008 classes, average pools that exclude the padding
 (Mixed_5*, 6*, 7b) and a max pool in Mixed_7c's pool branch. Inputs are resized to 299x299 (bilinear) and
-mapped to [-1, 1]. Features: the 2048-d pool3 vector; logits: the 1008-way fc output (Inception Score).
+mapped to [-1, 1]. Features: the 2048-d pool3 vector; logits: the 1008-way fc output (Inception Score);
+spatial: ADM's sFID features (7 channels of Mixed_6d's 1x1 branch, 2023-d).
 The weights ``pt_inception-2015-12-05-6726825d.pth`` are read from a local path or the torch hub cache;
 they are never downloaded here. These features give FIDs comparable to pytorch-fid's (the ADM TF evaluator
 differs slightly in resizing).
@@ -25,6 +26,18 @@ FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fi
 STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
         "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
         "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "avgpool")
+# TF's graph numbers the mixed blocks mixed, mixed_1, ..., mixed_10 = Mixed_5b, 5c, 5d, 6a, 6b, 6c, 6d, ...:
+# ADM's spatial layer "mixed_6/conv" is Mixed_6d's 1x1 branch.
+SPATIAL_BLOCK = "Mixed_6d"
+SPATIAL_CHANNELS = 7
+
+
+def spatial_features(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ADM's sFID features from the input ``(B, 768, 17, 17)`` of Mixed_6d: its 1x1 branch (TF
+    ``mixed_6/conv``, after batch norm and ReLU), the first 7 of 192 channels, flattened in TF's NHWC order
+    -> ``(B, 17 * 17 * 7 = 2023)`` (reference: guided-diffusion evaluations/evaluator.py:L24 and L599)."""
+    branch = getattr(net, SPATIAL_BLOCK).branch1x1(x)[:, :SPATIAL_CHANNELS]  # (B, 7, 17, 17)
+    return branch.permute(0, 2, 3, 1).flatten(1)
 
 
 def fid_weights_path(config: InceptionConfig) -> Path:
@@ -78,6 +91,7 @@ class InceptionFeatures(FeatureExtractor):
     Config = InceptionConfig
     feature_dim = 2048
     num_logits = 1008
+    spatial_dim = 17 * 17 * SPATIAL_CHANNELS  # at 299 x 299 input
     standard = True
 
     def __init__(self, config: InceptionConfig) -> None:
@@ -87,15 +101,19 @@ class InceptionFeatures(FeatureExtractor):
         if path is not None:
             self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         self.standard = config.pretrained
+        self.spatial_dim = self.spatial_dim if config.resize_input else 0  # else it depends on the image size
         self.net.requires_grad_(False).eval()
 
     def forward(self, images: torch.Tensor) -> Features:
-        """``(B, 3, H, W)`` in [0, 1] -> pool3 features and 1008 logits."""
+        """``(B, 3, H, W)`` in [0, 1] -> pool3 features, 1008 logits and the sFID spatial features."""
         x = images.float()
         if self.config.resize_input:
             x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         x = 2 * x - 1  # (B, 3, 299, 299) in [-1, 1]
+        spatial = None
         for name in STEM:
+            if name == SPATIAL_BLOCK:
+                spatial = spatial_features(self.net, x)
             x = getattr(self.net, name)(x)
         pool = x.flatten(1)  # (B, 2048)
-        return Features(pool, self.net.fc(pool))
+        return Features(pool, self.net.fc(pool), spatial)

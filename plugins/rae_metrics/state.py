@@ -1,26 +1,27 @@
-"""Mergeable metric state: how the engine combines metric states across distributed ranks.
+"""Mergeable metric state: the implementation of :class:`rae_framework.interfaces.Metric`'s state contract
+shared by this plugin's metrics.
 
 Every metric of this plugin keeps its running state in named tensors and declares, per name, how states
 of two ranks combine: ``"sum"`` (add; ``torch.distributed.all_reduce`` works) or ``"cat"`` (concatenate
-along dim 0; use ``all_gather`` of the padded rows, or gather the states and :meth:`merge` them).
-
-Protocol: ``state_tensors() -> dict[str, Tensor]``, ``load_state_tensors(dict)``, ``merge(other)`` and the
-class attribute ``state_reductions: dict[str, "sum" | "cat"]``.
+along dim 0; gather the rows, or gather the states and :meth:`merge` them).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 
-Reduction = Literal["sum", "cat"]
+from rae_framework.interfaces import Reduction
+
+__all__ = ["MergeableState", "Reduction"]
 
 
 class MergeableState:
     """Mixin holding named state tensors; subclasses declare ``state_reductions`` and call ``_reset_state``."""
 
-    state_reductions: ClassVar[dict[str, Reduction]]
+    state_reductions: ClassVar[Mapping[str, Reduction]]
 
     def _reset_state(self) -> None:
         self._state: dict[str, list[torch.Tensor]] = {name: [] for name in self.state_reductions}
@@ -44,7 +45,7 @@ class MergeableState:
         """State ``name`` before any update; sums must have their final shape so that ranks can all-reduce."""
         return torch.zeros((), dtype=torch.float64) if self.state_reductions[name] == "sum" else torch.zeros(0)
 
-    def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_tensors(self, state: Mapping[str, torch.Tensor]) -> None:
         """Replace the state (e.g. with all-reduced tensors); unknown or missing names are an error."""
         if set(state) != set(self.state_reductions):
             raise KeyError(f"expected state names {sorted(self.state_reductions)}, got {sorted(state)}")

@@ -8,14 +8,41 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rae_framework.config import OptimizerConfig
 from rae_framework.errors import ConfigError
 from rae_framework.stage import StageCheckContext, StageConfig, StageProblem, StageSpec
 
 
-class TrainDecoderStage(StageConfig):
+class TrainingStageConfig(StageConfig):
+    """What every training stage shares: its length, logging and step checkpoints."""
+
+    steps: int = Field(1000, gt=0, description="Optimiser steps.")
+    checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
+    keep_last: int = Field(2, gt=0, description="Checkpoints kept (besides those of save_at).")
+    save_at: list[int] = Field([], description="Steps whose checkpoints are also written and never pruned, e.g. "
+                                               "the reference's autoguidance guide, a DiT^DH-S at epoch 14 while "
+                                               "its LR is still constant.")
+    log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")
+
+    @model_validator(mode="after")
+    def _save_at_within_the_run(self) -> TrainingStageConfig:
+        outside = [step for step in self.save_at if not 0 < step <= self.steps]
+        if outside:
+            raise ValueError(f"save_at steps {outside} are outside 1..steps ({self.steps})")
+        return self
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether step ``step`` (1-based, just finished) writes a checkpoint."""
+        return step % self.checkpoint_every == 0 or step == self.steps or step in self.save_at
+
+    def log_due(self, step: int) -> bool:
+        """Whether step ``step`` (1-based, just finished) logs its scalars."""
+        return step % self.log_every == 0 or step == self.steps
+
+
+class TrainDecoderStage(TrainingStageConfig):
     """Stage 1: train the decoder (encoder frozen) with L1 + LPIPS + GAN."""
 
     spec: ClassVar[StageSpec] = StageSpec(
@@ -25,7 +52,6 @@ class TrainDecoderStage(StageConfig):
         outputs={"decoder": "checkpoints/decoder.safetensors", "decoder_ema": "checkpoints/decoder_ema.safetensors"},
         resumable=True)
 
-    steps: int = Field(1000, gt=0, description="Optimiser steps.")
     batch_size: int = Field(32, gt=0, description="Global batch size.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Decoder optimiser.")
     ema_decay: float = Field(0.999, ge=0.0, le=1.0, description="EMA decay of the decoder weights.")
@@ -34,11 +60,8 @@ class TrainDecoderStage(StageConfig):
     gan_weight: float = Field(0.75, ge=0.0, description="Weight of the adaptive GAN generator loss.")
     discriminator_start_step: int = Field(0, ge=0, description="Step from which the discriminator trains.")
     gan_start_step: int = Field(0, ge=0, description="Step from which the GAN term enters the decoder loss.")
-    checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
     sample_every: int = Field(500, gt=0, description="Steps between saved reconstructions (and held-out "
                                                      "PSNR/SSIM when those metrics are registered).")
-    keep_last: int = Field(2, gt=0, description="Checkpoints kept.")
-    log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")
     eval_images: int = Field(256, gt=0, description="Held-out images used for PSNR/SSIM during training.")
     gan_loss: str = Field("hinge", description="Registered adversarial loss (kind 'gan_loss') giving the "
                                                 "discriminator's and the generator's losses, e.g. 'hinge'.")
@@ -80,7 +103,7 @@ class LatentStatsStage(StageConfig):
     batch_size: int = Field(64, gt=0, description="Encoding batch size.")
 
 
-class TrainDenoiserStage(StageConfig):
+class TrainDenoiserStage(TrainingStageConfig):
     """Stage 2: flow matching on cached latents."""
 
     spec: ClassVar[StageSpec] = StageSpec(
@@ -91,7 +114,6 @@ class TrainDenoiserStage(StageConfig):
                  "denoiser_ema": "checkpoints/denoiser_ema.safetensors"},
         resumable=True)
 
-    steps: int = Field(1000, gt=0, description="Optimiser steps.")
     batch_size: int = Field(256, gt=0, description="Global batch size (micro-batches x accumulation x ranks).")
     grad_accumulation: int = Field(1, gt=0, description="Micro-batches per optimiser step.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Denoiser optimiser.")
@@ -106,9 +128,6 @@ class TrainDenoiserStage(StageConfig):
                               "drops labels itself (class_dropout unused).")
     latent_cache: bool = Field(True, description="Encode the dataset once (with flips) and train from disk.")
     cache_batch_size: int = Field(64, gt=0, description="Images per encoder batch while building the latent cache.")
-    checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
-    keep_last: int = Field(2, gt=0, description="Checkpoints kept.")
-    log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")
 
 
 class SampleStage(StageConfig):

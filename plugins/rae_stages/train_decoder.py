@@ -132,33 +132,47 @@ def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderSt
     loss, logged = reconstruction_loss(recon, images, stage, parts.perceptual)
     if state.discriminator is None or stage.gan_weight == 0 or state.step < stage.gan_start_step:
         return loss, logged
+    state.discriminator.eval()  # the generator step sees the discriminator in eval mode (train_stage1.py:L376)
     gan = parts.gan_loss.generator_loss(state.discriminator(_augmented(parts, recon, generator)).float())
     weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight)
     logged.update(gan=float(gan.detach()), adaptive_weight=float(weight))
     return loss + stage.gan_weight * weight * gan, logged
 
 
-def discriminator_step(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage, recon: torch.Tensor,
+def quantize_fake(images: torch.Tensor) -> torch.Tensor:
+    """Reconstructions as the discriminator sees them: clamped to [0, 1] and rounded to 8-bit levels
+    (train_stage1.py:L429-431 does the same in [-1, 1]: ``round((x + 1) * 127.5) / 127.5 - 1``)."""
+    return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def discriminator_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
                        images: torch.Tensor, generator: torch.Generator, context: DistContext) -> dict[str, float]:
-    """One discriminator update on (augmented) real images and detached reconstructions."""
+    """One discriminator update, as the reference's (src/train_stage1.py:L417-450): its fakes are a fresh,
+    no-grad, eval-mode (clean latents) reconstruction by the *updated* decoder, clamped and quantised to 8
+    bits; fakes, then reals, are augmented; no gradient clipping. Unlike the reference, whose discriminator
+    step uses the unwrapped module, gradients are averaged over ranks, so every rank keeps the same weights."""
     if state.discriminator is None or state.step < stage.discriminator_start_step:
         return {}
+    fake = quantize_fake(reconstruct(rae, unwrap(state.decoder), images))  # (B, 3, H', W')
+    real = match_size(images, fake.shape[-2:])
+    state.discriminator.train()
     state.disc_optimizer.zero_grad(set_to_none=True)
-    real = state.discriminator(_augmented(parts, images, generator)).float()
-    fake = state.discriminator(_augmented(parts, recon.detach(), generator)).float()
-    loss = parts.gan_loss.discriminator_loss(real, fake)
+    fake_logits = state.discriminator(_augmented(parts, fake, generator)).float()
+    real_logits = state.discriminator(_augmented(parts, real, generator)).float()
+    loss = parts.gan_loss.discriminator_loss(real_logits, fake_logits)
     loss.backward()
     context.average_gradients(state.discriminator.parameters())  # two forwards per step: no DDP wrapper
-    clip_gradients(state.discriminator.parameters(), stage.optimizer.grad_clip)
     state.disc_optimizer.step()
     state.disc_scheduler.step()
+    state.discriminator.eval()
     return {"disc_loss": float(loss.detach())}
 
 
 def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
                  images: torch.Tensor, manager: CheckpointManager, generator: torch.Generator,
                  context: DistContext) -> dict[str, float]:
-    """Encode (no grad, noisy), decode, one decoder update, one discriminator update, EMA.
+    """Encode (no grad, noisy), decode, one decoder update, EMA, then one discriminator update (the
+    reference's order, src/train_stage1.py:L371-450).
 
     ``generator`` (seeded by seed, rank and step) drives the latent noise and DiffAugment.
     """
@@ -167,8 +181,7 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     with torch.no_grad():
         latents = rae.encode(images, generator=generator)  # (B, C, h, w), noise-augmented in train mode
     recon = rae.decode(latents)  # (B, 3, H', W')
-    images = match_size(images, recon.shape[-2:])
-    loss, logged = generator_loss(state, parts, stage, recon, images, generator)
+    loss, logged = generator_loss(state, parts, stage, recon, match_size(images, recon.shape[-2:]), generator)
     finite = context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))  # every rank stops together
     if int(finite.item()) != context.world_size:
         last = manager.latest()
@@ -179,8 +192,10 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     logged["grad_norm"] = clip_gradients(state.decoder.parameters(), stage.optimizer.grad_clip)
     state.optimizer.step()
     state.scheduler.step()
-    logged.update(discriminator_step(state, parts, stage, recon, images, generator, context))
     state.ema.update(unwrap(state.decoder))
+    logged.update(discriminator_step(rae, state, parts, stage, images, generator, context))
+    rae.train()
+    rae.encoder.eval()
     state.step += 1
     return {"loss": float(loss.detach()), **logged}
 
@@ -229,24 +244,25 @@ def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDe
                   num_workers: int = 0, on_step: Callable[[int, float], None] | None = None) -> Stage1State:
     """Train ``rae.decoder`` for ``stage.steps`` steps; ``holdout`` ``(M, 3, H, W)`` feeds the periodic checks."""
     context = context or DistContext()
-    manager = CheckpointManager(checkpoint_dir, stage.keep_last)
+    manager = CheckpointManager(checkpoint_dir, stage.keep_last, keep_steps=stage.save_at)
     state = build_stage1_state(rae, stage, parts, context.device)
     if resume and manager.latest() is not None:
         state.load(manager)
         logger.info(f"train_decoder: resumed from step {state.step}")
     state.decoder = wrap_model(state.decoder, context)
     rae.decoder = state.decoder
-    sampler = PlannedBatches(BatchPlan(len(dataset), seed, flips), stage.batch_size, state.step, stage.steps,
+    plan = BatchPlan(len(dataset), seed, flips, crop=dataset.random_crop)  # crops: data.train_transform
+    sampler = PlannedBatches(plan, stage.batch_size, state.step, stage.steps,
                              context.rank, context.world_size)
     bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
     for images, _ in batch_loader(dataset, sampler, num_workers):
         generator = step_generator(seed, STREAM_STAGE1 + context.rank, state.step, context.device)
         logged = decoder_step(rae, state, parts, stage, images.to(context.device), manager, generator, context)
-        if state.step % stage.log_every == 0 or state.step == stage.steps:
+        if stage.log_due(state.step):
             logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]},
                            total=stage.steps)
         _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)
-        if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
+        if stage.checkpoint_due(state.step):
             if context.is_main:
                 state.save(manager)
             context.barrier()

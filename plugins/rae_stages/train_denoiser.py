@@ -188,7 +188,7 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
                    on_step: Callable[[int, float], None] | None = None) -> Stage2State:
     """Train ``denoiser`` for ``stage.steps`` optimiser steps; returns the final state (EMA included)."""
     context = context or DistContext()
-    manager = CheckpointManager(checkpoint_dir, stage.keep_last)
+    manager = CheckpointManager(checkpoint_dir, stage.keep_last, keep_steps=stage.save_at)
     state, train_model = _prepare_training(denoiser, stage, context, manager, resume, logger)
     plan, (share, _) = BatchPlan(source.num_samples, seed, flips), _micro_batches(stage, context)
     latent_shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
@@ -215,11 +215,11 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
 def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger, manager: CheckpointManager,
                 context: DistContext, loss: float, grad_norm: float) -> None:
     """Log every ``log_every`` steps; checkpoint every ``checkpoint_every`` steps and at the end."""
-    if state.step % stage.log_every == 0 or state.step == stage.steps:
+    if stage.log_due(state.step):
         lr = state.scheduler.get_last_lr()[0]
         logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr},
                        total=stage.steps)
-    if state.step % stage.checkpoint_every == 0 or state.step == stage.steps:
+    if stage.checkpoint_due(state.step):
         if context.is_main:
             state.save(manager)
         context.barrier()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rae_framework.config import ComponentConfig
 
@@ -19,3 +19,20 @@ class DataConfig(ComponentConfig):
     horizontal_flip: bool = Field(False, description="Random horizontal flip (never for digits).")
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share held out for evaluation.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    train_transform: Literal["center-crop", "resize-random-crop"] = Field(
+        "center-crop", description="Training view of folder images: 'center-crop' = ADM's centre crop; "
+                                   "'resize-random-crop' = the reference's stage-1 view, short side resized to "
+                                   "resize_to (bicubic), then a random image_size crop planned per (seed, step, "
+                                   "sample) (src/train_stage1.py:258-265). Statistics and evaluation always use "
+                                   "the centre crop.")
+    resize_to: int | None = Field(None, gt=0, description="Short side before the random crop; None = the "
+                                                          "reference's 384 at 256 px, else 1.5 x image_size.")
+
+    @model_validator(mode="after")
+    def _random_crop_needs_folder_and_room(self) -> DataConfig:
+        if self.train_transform == "resize-random-crop":
+            if self.source != "folder":
+                raise ValueError("train_transform 'resize-random-crop' needs source 'folder'")
+            if self.resize_to is not None and self.resize_to < self.image_size:
+                raise ValueError(f"resize_to {self.resize_to} is smaller than image_size {self.image_size}")
+        return self

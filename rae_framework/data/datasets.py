@@ -1,8 +1,10 @@
 """Image datasets (bundled digits, folder of class subfolders) and a deterministic batch plan.
 
 Every dataset item is ``(image (3, H, W) float32 in [0, 1], label int)``; items are addressed by
-``(index, flip)`` so that the order *and* the augmentation of a run are a pure function of
-``(seed, epoch)`` (see :class:`BatchPlan`): resuming needs only the number of samples consumed.
+``(index, flip)`` or, with random crops, ``(index, flip, (fy, fx))`` so that the order *and* the augmentation
+of a run are a pure function of ``(seed, epoch)`` (see :class:`BatchPlan`): resuming needs only the number of
+samples consumed, and any number of ranks sees the same images. An item addressed by a bare index is the
+deterministic view (ADM centre crop, no flip), for statistics and evaluation.
 """
 
 from __future__ import annotations
@@ -33,6 +35,23 @@ def center_crop_arr(image: Image.Image, image_size: int) -> Image.Image:
     return Image.fromarray(array[top:top + image_size, left:left + image_size])
 
 
+def resize_random_crop(image: Image.Image, image_size: int, resize_to: int,
+                       crop: tuple[float, float]) -> Image.Image:
+    """The reference's stage-1 view (src/train_stage1.py:258-265): torchvision ``Resize(resize_to, BICUBIC)``
+    (short side to ``resize_to``, long side ``int(resize_to * long / short)``), then ``RandomCrop(image_size)``
+    whose top/left offsets are the fractions ``crop = (fy, fx)`` in [0, 1) of the ``H - S + 1`` / ``W - S + 1``
+    possible positions (torchvision draws them with ``randint``; here they come from the batch plan)."""
+    width, height = image.size
+    size = (resize_to, int(resize_to * height / width)) if width <= height else (int(resize_to * width / height),
+                                                                                  resize_to)
+    image = image.resize(size, resample=Image.BICUBIC) if size != (width, height) else image
+    if min(image.size) < image_size:
+        raise ValueError(f"resize_to {resize_to} leaves {image.size}, smaller than the {image_size}-px crop")
+    top = int(crop[0] * (image.size[1] - image_size + 1))
+    left = int(crop[1] * (image.size[0] - image_size + 1))
+    return image.crop((left, top, left + image_size, top + image_size))
+
+
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 in [0, 1]."""
     return torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 255.0  # copy: PIL arrays are read-only
@@ -42,6 +61,7 @@ class DigitsDataset(torch.utils.data.Dataset):
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), upsampled to ``image_size``, RGB."""
 
     num_classes = 10
+    random_crop = False  # items are (index, flip): no crops to plan
 
     def __init__(self, image_size: int, indices: np.ndarray | None = None) -> None:
         from sklearn.datasets import load_digits
@@ -94,23 +114,44 @@ def list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
-    """Class subfolders of images (ImageNet layout), PIL-decoded, ADM centre crop to ``image_size``."""
+    """Class subfolders of images (ImageNet layout), PIL-decoded. Bare indices are ADM centre crops to
+    ``image_size``; planned items are ``(index, flip)`` centre crops or, when ``random_crop`` is set (and then
+    only), ``(index, flip, (fy, fx))``: the reference's stage-1 view, resized to ``resize_to`` and randomly
+    cropped (:func:`resize_random_crop`)."""
 
-    def __init__(self, root: str | Path, image_size: int, indices: np.ndarray | None = None) -> None:
+    def __init__(self, root: str | Path, image_size: int, indices: np.ndarray | None = None, *,
+                 random_crop: bool = False, resize_to: int | None = None) -> None:
         files, labels, classes = list_image_folder(Path(root))
         keep = indices if indices is not None else np.arange(len(files))
         self.files = [files[i] for i in keep]
         self.labels = [labels[i] for i in keep]
         self.classes, self.num_classes, self.image_size = classes, len(classes), image_size
+        self.random_crop = random_crop  # a BatchPlan(crop=True) must then address the training items
+        self.resize_to = resize_to if resize_to is not None else default_resize_to(image_size)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, item: tuple[int, bool] | int) -> tuple[torch.Tensor, int]:
-        index, flip = item if isinstance(item, tuple) else (item, False)
+    def __getitem__(self, item: tuple[int, bool] | tuple[int, bool, tuple[float, float]] | int
+                    ) -> tuple[torch.Tensor, int]:
+        index, flip, crop = (tuple(item) + (None,))[:3] if isinstance(item, tuple) else (item, False, None)
+        if crop is not None and not self.random_crop:
+            raise ValueError("a crop was planned for a dataset without random crops")
+        if crop is None and self.random_crop and isinstance(item, tuple):
+            raise ValueError("this dataset trains on random crops: plan them with BatchPlan(crop=True); "
+                             "a bare index gives the centre crop for statistics and evaluation")
         with Image.open(self.files[index]) as image:
-            array = np.asarray(center_crop_arr(image.convert("RGB"), self.image_size))
+            image = image.convert("RGB")
+            view = (center_crop_arr(image, self.image_size) if crop is None
+                    else resize_random_crop(image, self.image_size, self.resize_to, crop))
+        array = np.asarray(view)  # (S, S, 3)
         return _to_tensor(array[:, ::-1] if flip else array), self.labels[index]
+
+
+def default_resize_to(image_size: int) -> int:
+    """The reference's first resize before the stage-1 random crop: 384 at 256 px, else 1.5 x the size
+    (src/train_stage1.py:258)."""
+    return 384 if image_size == 256 else int(image_size * 1.5)
 
 
 def split_indices(total: int, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -136,14 +177,17 @@ def _require_root(config: DataConfig) -> str:
 
 
 def build_dataset(config: DataConfig, split: str = "train") -> DigitsDataset | ImageFolderDataset:
-    """The ``train`` or ``holdout`` split of the configured source."""
+    """The ``train`` or ``holdout`` split of the configured source; the train split of a folder trains on
+    random crops when ``train_transform`` is 'resize-random-crop' (plan them: ``BatchPlan(crop=True)``)."""
     if split not in ("train", "holdout"):
         raise ConfigError(f"Unknown split {split!r}: expected 'train' or 'holdout'")
     train, holdout = split_indices(dataset_size(config), config.holdout_fraction)
     indices = train if split == "train" else holdout
     if config.source == "digits":
         return DigitsDataset(config.image_size, indices)
-    return ImageFolderDataset(_require_root(config), config.image_size, indices)
+    random_crop = split == "train" and config.train_transform == "resize-random-crop"
+    return ImageFolderDataset(_require_root(config), config.image_size, indices, random_crop=random_crop,
+                              resize_to=config.resize_to)
 
 
 @dataclass
@@ -158,25 +202,30 @@ class BatchPlan:
     num_samples: int
     seed: int
     flip: bool = False
-    _epochs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    crop: bool = False  # also plan random-crop offsets: items become (index, flip, (fy, fx))
+    _epochs: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False)
 
-    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(permutation (N,), flips (N,) bool)`` of one epoch (the last two epochs are memoised)."""
+    def epoch(self, epoch: int) -> tuple[np.ndarray, ...]:
+        """``(permutation (N,), flips (N,) bool)`` of one epoch, plus crop fractions ``(N, 2)`` in [0, 1) when
+        ``crop`` (drawn after the flips, so a plan's order and flips do not depend on it). The last two epochs
+        are memoised."""
         if epoch not in self._epochs:
             rng = np.random.default_rng([self.seed, epoch])
             order = rng.permutation(self.num_samples)
             flips = rng.random(self.num_samples) < 0.5 if self.flip else np.zeros(self.num_samples, bool)
+            crops = (rng.random((self.num_samples, 2)),) if self.crop else ()
             self._epochs = {key: value for key, value in self._epochs.items() if key == epoch - 1}
-            self._epochs[epoch] = (order, flips)
+            self._epochs[epoch] = (order, flips, *crops)
         return self._epochs[epoch]
 
-    def positions(self, start: int, count: int) -> list[tuple[int, bool]]:
-        """``(index, flip)`` of stream positions ``[start, start + count)``."""
+    def positions(self, start: int, count: int) -> list[tuple]:
+        """``(index, flip)`` (or ``(index, flip, (fy, fx))``) of stream positions ``[start, start + count)``."""
         items = []
         for position in range(start, start + count):
-            order, flips = self.epoch(position // self.num_samples)
+            order, flips, *crops = self.epoch(position // self.num_samples)
             offset = position % self.num_samples
-            items.append((int(order[offset]), bool(flips[offset])))
+            crop = (tuple(float(value) for value in crops[0][offset]),) if crops else ()
+            items.append((int(order[offset]), bool(flips[offset]), *crop))
         return items
 
     def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[tuple[int, bool]]:

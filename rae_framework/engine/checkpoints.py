@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] 
 class CheckpointManager:
     """Writes, lists, loads and prunes the step checkpoints of one training stage."""
 
-    def __init__(self, folder: str | Path, keep_last: int = 2) -> None:
-        self.folder, self.keep_last = Path(folder), keep_last
+    def __init__(self, folder: str | Path, keep_last: int = 2, keep_steps: Iterable[int] = ()) -> None:
+        self.folder, self.keep_last, self.keep_steps = Path(folder), keep_last, frozenset(keep_steps)
 
     def steps(self) -> list[int]:
         """Steps of the complete checkpoints, ascending (temp folders are ignored)."""
@@ -103,9 +104,10 @@ class CheckpointManager:
         return final
 
     def prune(self) -> None:
-        """Delete all but the newest ``keep_last`` checkpoints."""
+        """Delete all but the newest ``keep_last`` checkpoints and those of ``keep_steps``."""
         for step in self.steps()[:-self.keep_last]:
-            shutil.rmtree(self.path(step), ignore_errors=True)
+            if step not in self.keep_steps:
+                shutil.rmtree(self.path(step), ignore_errors=True)
 
     def load(self, step: int | None = None) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """``(weights by name, state)`` of checkpoint ``step`` (default: the latest)."""

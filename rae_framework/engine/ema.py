@@ -29,5 +29,5 @@ class EMA:
             ema_buffer.copy_(buffer)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore averaged weights saved by :meth:`state_dict`."""
+        """Restore averaged weights (the state dict of :attr:`model`, as checkpoints save it)."""
         self.model.load_state_dict(state)

@@ -422,6 +422,25 @@ class MetricContract(ComponentContract):
         assert all(math.isfinite(v) for v in values.values()), values
         assert self._measure(component, size) == values, "reset() must forget the earlier batches"
 
+    def test_declares_pairing_and_mergeable_state(self, component: Any, config: ComponentConfig) -> None:
+        """``paired`` is a bool; two ranks' states, reduced as ``state_reductions`` says, give one pass's value."""
+        assert isinstance(component.paired, bool), "Metric.paired must be declared as a bool"
+        assert set(component.state_reductions.values()) <= {"sum", "cat"}, component.state_reductions
+        size = _image_size(config)
+        whole = self._measure(component, size)
+        states = []
+        for seed in (0, 1):  # one batch per "rank", as _measure feeds them
+            component.reset()
+            component.update(generated=_images(4, size, seed), reference=_images(4, size, seed + 10))
+            states.append(component.state_tensors())
+        assert set(states[0]) == set(component.state_reductions), "state_tensors() must name every reduction"
+        merged = {name: states[0][name] + states[1][name] if how == "sum" else torch.cat([states[0][name],
+                                                                                          states[1][name]])
+                  for name, how in component.state_reductions.items()}
+        component.reset()
+        component.load_state_tensors(merged)
+        assert component.compute() == pytest.approx(whole, rel=1e-6, abs=1e-9)
+
 
 class PerceptualContract(ComponentContract):
     """Perceptual losses: per-sample distances, zero for identical images, gradients to the images."""

@@ -164,3 +164,14 @@ def test_autoguidance_uses_the_guide_checkpoint(finished_run, tmp_path):
     (tmp_path / "bad.yaml").write_text(text.replace("GUIDE", str(tmp_path / "missing.safetensors")))
     with pytest.raises(rae_framework.ConfigError, match="components.guide.checkpoint"):
         run_assembly(rae_framework.load_assembly(str(tmp_path / "bad.yaml")), run, stages=["sample"])
+
+
+@pytest.mark.slow
+def test_fresh_reruns_finished_stages_and_a_lone_stage_needs_what_it_reads(finished_run, tmp_path):
+    folder, _ = finished_run
+    assembly = rae_framework.load_assembly(str(folder / "tiny.yaml"))
+    fresh = run_assembly(assembly, folder / "run", resume=False, stages=["latent_stats"])
+    assert fresh.ran == ["latent_stats"] and fresh.skipped == []
+    with pytest.raises(rae_framework.ConfigError, match="reads the outputs of stage 'train_decoder'"):
+        run_assembly(assembly, tmp_path / "empty", stages=["sample"])
+    assert not (tmp_path / "empty" / "samples").exists()

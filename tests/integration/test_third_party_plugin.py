@@ -4,36 +4,18 @@ a plugin that raises at import is reported while the CLI keeps working."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-TEMPLATE = REPOSITORY / "examples" / "third_party_encoder"
-
-
-def run(args: list[str], pythonpath: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(pythonpath), "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=environment,
-                          timeout=300)
+from templates import install_template, run
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """The template installed with pip into its own folder (from a copy: pip builds in the source tree)."""
-    root = tmp_path_factory.mktemp("third_party")
-    source, target = root / "src", root / "site"
-    shutil.copytree(TEMPLATE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                             "--quiet", "--target", str(target), str(source)], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    return target
+    """The encoder template installed with pip into its own folder."""
+    return install_template("third_party_encoder", tmp_path_factory.mktemp("third_party"))
 
 
 @pytest.mark.slow

@@ -53,12 +53,13 @@ def test_time_grids_match_every_combo(transport):
         assert len(grid) - 1 == combo["num_model_evals_euler"]
 
 
-def test_first_grid_point_is_clamped_to_one(transport):
-    """Where the reference's float32 grid starts at 1.0000001, ours starts at exactly 1 (within tolerance)."""
+def test_first_grid_point_is_the_reference_s(transport):
+    """Where the reference's float32 grid starts at 1.0000001, ours does too (no clamp: sampling parity,
+    tests/parity/test_official_sampling.py)."""
     for combo in transport["time_grids"]["combos"]:
         grid = _grid_schedule(combo).sampling_grid(combo["num_steps"])
-        assert bool(combo["grid"][0] > 1.0) == combo["first_point_exceeds_1"]
-        assert grid[0].item() == 1.0
+        assert bool(grid[0] > 1.0) == bool(combo["grid"][0] > 1.0) == combo["first_point_exceeds_1"]
+        assert grid[0].item() == combo["grid"][0].item()
         assert torch.all(grid[1:] < grid[:-1])
 
 

@@ -203,3 +203,20 @@ def test_stage_one_loss_terms_without_their_component_are_flagged(tmp_path, sess
     assembly = load_assembly(write(tmp_path, GOOD), ["stages.train_decoder.gan_weight=0"], session=session)
     (warning,) = assembly.warnings
     assert warning.startswith("stages.train_decoder.perceptual_weight: 1.0 but no 'perceptual' component")
+
+
+def test_stages_are_registered_names_with_mapping_values(tmp_path, session):
+    text = GOOD.replace("  latent_stats: {}", "  latent_stats:").replace("  sample: {", "  smaple: {")
+    error = errors_of(write(tmp_path, text), session)
+    found = {issue.path: issue for issue in error.issues}
+    assert "has no value" in found["stages.latent_stats"].message and found["stages.latent_stats"].location.endswith(":12")
+    assert "Did you mean 'sample'?" in found["stages.smaple"].message
+
+
+def test_stages_are_kept_in_their_registered_order_whatever_the_file_order(tmp_path, session):
+    text = GOOD.replace("  train_decoder: {steps: 3, batch_size: 2}\n", "") + "  train_decoder: {steps: 3}\n"
+    assembly = load_assembly(write(tmp_path, text), session=session)
+    assert list(assembly.stages) == ["train_decoder", "latent_stats", "train_denoiser", "sample", "evaluate"]
+    assert assembly.stages.train_decoder.steps == 3 and assembly.stages.spec("sample").reads[-1] == "train_denoiser"
+    disabled = load_assembly(write(tmp_path, text), ["stages.sample.enabled=false"], session=session)
+    assert disabled.stages.enabled() == ["train_decoder", "latent_stats", "train_denoiser", "evaluate"]

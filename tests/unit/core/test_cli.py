@@ -80,12 +80,24 @@ def test_unknown_stage_is_invalid_input_and_debug_works_after_the_command(fake_c
     assert "--stage sampel: unknown stage. Did you mean 'sample'?" in err and "Traceback" in err
 
 
-def test_run_hands_the_assembly_to_the_engine(fake_cli, assembly_file, monkeypatch, tmp_path):
+def test_run_hands_the_assembly_to_the_engine_and_reports_what_it_did(fake_cli, assembly_file, monkeypatch,
+                                                                      tmp_path, capsys):
+    from types import SimpleNamespace
+
     calls = []
-    monkeypatch.setattr(cli, "_engine_runner", lambda: lambda *args, **kwargs: calls.append((args, kwargs)))
+
+    def engine(*args, **kwargs):
+        calls.append((args, kwargs))
+        return SimpleNamespace(ran=["sample"], skipped=["train_denoiser"], metrics={"fid": 3.25},
+                               outputs={"samples": tmp_path / "o" / "samples" / "samples.npz"})
+
+    monkeypatch.setattr(cli, "_engine_runner", lambda: engine)
     assert cli.main(["run", str(assembly_file), "--out", str(tmp_path / "o"), "--set", "seed=9"]) == 0
     ((assembly, out_dir), kwargs), = calls
     assert assembly.seed == 9 and out_dir == tmp_path / "o" and kwargs == {"resume": True, "stages": None}
+    out = capsys.readouterr().out
+    assert "ran: sample; up to date: train_denoiser" in out and "metric fid = 3.25" in out
+    assert f"samples: {tmp_path / 'o' / 'samples' / 'samples.npz'}" in out
 
 
 def test_list_and_describe(fake_cli, capsys):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rae_framework.data.datasets import BatchPlan, ImageFolderDataset, build_dataset, center_crop_arr, class_names
+from rae_framework.data.datasets import (BatchPlan, ImageFolderDataset, build_dataset, center_crop_arr,
+                                         class_names, resize_random_crop)
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import ConfigError
@@ -99,3 +100,73 @@ def test_class_names_of_digits_and_folders(tmp_path):
     (tmp_path / "notes.txt").write_text("not a class")
     assert class_names(DataConfig(source="folder", root=str(tmp_path))) == ["axolotl", "goldfish", "tench"]
     assert class_names(DataConfig(source="folder", root=str(tmp_path / "elsewhere"))) is None
+
+
+def test_resize_random_crop_equals_torchvision_resize_then_crop(tmp_path):
+    """The reference's stage-1 view (src/train_stage1.py:258-265): Resize(384, BICUBIC) + RandomCrop(256)."""
+    from rae_framework.compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (300, 457, 3), dtype=np.uint8))
+    resized = TF.resize(image, 96, interpolation=InterpolationMode.BICUBIC)  # (W, H) = (146, 96)
+    assert resized.size == (146, 96)
+    for crop, (top, left) in (((0.0, 0.0), (0, 0)), ((0.999, 0.999), (32, 82)), ((0.5, 0.25), (16, 20))):
+        ours = resize_random_crop(image, 64, 96, crop)
+        assert np.array_equal(np.asarray(ours), np.asarray(TF.crop(resized, top, left, 64, 64))), crop
+    with pytest.raises(ValueError, match="smaller than"):
+        resize_random_crop(image, 64, 48, (0.0, 0.0))
+
+
+def test_batch_plan_crops_are_deterministic_rank_invariant_and_keep_order_and_flips():
+    plan, plain = BatchPlan(10, seed=3, flip=True, crop=True), BatchPlan(10, seed=3, flip=True)
+    whole = plan.batch(5, 6)
+    assert whole == BatchPlan(10, seed=3, flip=True, crop=True).batch(5, 6)  # a resumed run plans the same
+    assert plan.batch(5, 6, rank=0, world_size=3) + plan.batch(5, 6, 1, 3) + plan.batch(5, 6, 2, 3) == whole
+    assert [item[:2] for item in whole] == plain.batch(5, 6)
+    crops = [item[2] for item in plan.positions(0, 30)]
+    assert all(0.0 <= fy < 1.0 and 0.0 <= fx < 1.0 for fy, fx in crops) and len(set(crops)) == 30
+
+
+def test_image_folder_random_crop_items(tmp_path):
+    (tmp_path / "a").mkdir()
+    array = np.random.default_rng(2).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "a" / "0.png")
+    dataset = ImageFolderDataset(tmp_path, 16, random_crop=True, resize_to=24)
+    image, _ = dataset[(0, False, (0.0, 0.0))]
+    expected = Image.fromarray(array).resize((36, 24), resample=Image.BICUBIC).crop((0, 0, 16, 16))
+    assert torch.equal(image, torch.from_numpy(np.array(expected)).permute(2, 0, 1).float() / 255)
+    flipped, _ = dataset[(0, True, (0.0, 0.0))]
+    assert torch.equal(flipped, image.flip(-1))
+    assert torch.equal(dataset[0][0], ImageFolderDataset(tmp_path, 16)[(0, False)][0])  # bare index: centre crop
+    with pytest.raises(ValueError, match="BatchPlan"):  # a training plan without crops would silently centre-crop
+        dataset[(0, False)]
+    with pytest.raises(ValueError, match="without random crops"):
+        ImageFolderDataset(tmp_path, 16)[(0, False, (0.5, 0.5))]
+    assert ImageFolderDataset(tmp_path, 256).resize_to == 384 and ImageFolderDataset(tmp_path, 512).resize_to == 768
+
+
+def test_data_setting_random_crop_trains_on_planned_crops_and_evaluates_on_centre_crops(tmp_path):
+    from rae_framework.data.datasets import PlannedBatches, batch_loader
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for index in range(3):
+            array = np.random.default_rng(index).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+            Image.fromarray(array).save(tmp_path / label / f"{index}.png")
+    config = DataConfig(source="folder", root=str(tmp_path), image_size=16, holdout_fraction=0.34,
+                        train_transform="resize-random-crop")
+    train, holdout = build_dataset(config, "train"), build_dataset(config, "holdout")
+    assert train.random_crop and train.resize_to == 24 and not holdout.random_crop
+    plan = BatchPlan(len(train), seed=0, flip=False, crop=train.random_crop)
+    (images, _), = list(batch_loader(train, PlannedBatches(plan, len(train), 0, 1)))
+    index, _, crop = plan.batch(0, len(train))[0]
+    with Image.open(train.files[index]) as image:
+        expected = np.asarray(resize_random_crop(image.convert("RGB"), 16, 24, crop))
+    assert torch.equal(images[0], torch.from_numpy(expected.copy()).permute(2, 0, 1).float() / 255)
+    with pytest.raises(ValueError, match="needs source 'folder'"):
+        DataConfig(source="digits", train_transform="resize-random-crop")
+    with pytest.raises(ValueError, match="smaller than image_size"):
+        DataConfig(source="folder", image_size=256, resize_to=200, train_transform="resize-random-crop")

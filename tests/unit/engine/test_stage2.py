@@ -128,3 +128,11 @@ def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path):
     assert len(bf16_losses) == 3 and all(math.isfinite(loss) for loss in bf16_losses)
     assert bf16_losses[0] != fp32_losses[0] and math.isclose(bf16_losses[0], fp32_losses[0], rel_tol=0.05)
     assert all(param.dtype == torch.float32 for param in state.model.parameters())
+
+
+def test_save_at_steps_are_checkpointed_and_never_pruned(tmp_path):
+    run(tmp_path, make_stage(steps=8, checkpoint_every=4, keep_last=1, save_at=[3]))
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step_00000003", "step_00000008"]
+    assert (tmp_path / "ckpt" / "step_00000003" / "ema.safetensors").is_file()  # e.g. an autoguidance guide
+    with pytest.raises(ValueError, match="outside 1..steps"):
+        make_stage(steps=8, save_at=[9])

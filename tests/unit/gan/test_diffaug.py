@@ -57,3 +57,16 @@ def test_policy_prob_and_identity_in_unit_range_space():
     assert torch.equal(DiffAugment(DiffAugmentConfig(prob=0.0))(images), images)
     only_cutout = DiffAugment(DiffAugmentConfig(policy="cutout"))(images, torch.Generator().manual_seed(1))
     assert set(torch.unique(only_cutout[images != only_cutout]).tolist()) == {0.5}  # grey in [0, 1] space
+
+
+def test_operations_run_in_the_reference_order_whatever_the_policy_order():
+    """src/disc/diffaug.py:L69-105: translation, then colour, then cut-out."""
+    from rae_gan.configs import DiffAugmentConfig
+    from rae_gan.diffaug import DiffAugment
+
+    images = torch.rand(3, 3, 16, 16)
+    one = DiffAugment(DiffAugmentConfig(policy="color,translation"))
+    other = DiffAugment(DiffAugmentConfig(policy="translation,color"))
+    assert one.operations == other.operations == ["translation", "color"]
+    first, second = (aug(images, generator=torch.Generator().manual_seed(5)) for aug in (one, other))
+    assert torch.equal(first, second)

@@ -69,3 +69,18 @@ def test_matches_pytorch_fid_inception_with_the_same_weights(monkeypatch):
     images = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(images).pool, theirs(images)[0].flatten(1), rtol=1e-5, atol=1e-5)
+
+
+def test_spatial_features_are_mixed_6d_branch1x1_first_7_channels_in_nhwc_order():
+    """ADM's sFID layer "mixed_6/conv" (evaluator.py:L24, L599: ``spatial[..., :7]`` of an NHWC map)."""
+    extractor = InceptionFeatures(InceptionConfig(pretrained=False, resize_input=False))
+    captured = []
+    handle = extractor.net.Mixed_6d.branch1x1.register_forward_hook(lambda m, i, out: captured.append(out))
+    with torch.no_grad():
+        features = extractor(torch.rand(2, 3, 75, 75, generator=torch.Generator().manual_seed(0)))
+    handle.remove()
+    block = captured[-1]  # (2, 192, 3, 3): the branch as Mixed_6d computes it
+    expected = block[:, :7].permute(0, 2, 3, 1).reshape(2, -1)  # (2, 3 * 3 * 7)
+    assert features.spatial.shape == (2, 63)
+    torch.testing.assert_close(features.spatial, expected, rtol=0, atol=0)
+    assert InceptionFeatures.spatial_dim == 2023 and extractor.spatial_dim == 0  # 17 x 17 x 7 only at 299 px
