@@ -31,6 +31,7 @@ from rae_framework.engine import (DistContext, RunState, build_rae, generate_bat
                                   statistics_file, write_npz)
 from rae_framework.engine.distributed import default_device
 from rae_framework.errors import ConfigError
+from rae_framework.interop.import_run import IMPORTED_ASSEMBLY
 from rae_framework.registry import did_you_mean
 
 ASSEMBLY_FILE = "assembly.yaml"
@@ -80,16 +81,18 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 
 def _run_assembly(run_dir: Path):
-    """The run's resolved assembly; a missing run directory or file is invalid input."""
+    """The run's resolved assembly (or, in a folder that ``rae import-official`` wrote, its assembly); a
+    missing run directory or file is invalid input."""
     from rae_framework.assembly import load_assembly
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory (a folder written by 'rae run ASSEMBLY --out DIR')")
-    path = run_dir / ASSEMBLY_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing; every run directory holds the resolved assembly that 'rae run' "
-                          f"writes when it starts. Is {run_dir} a run directory?")
-    return load_assembly(path)
+    for name in (ASSEMBLY_FILE, IMPORTED_ASSEMBLY):  # a run's resolved assembly, else an import's
+        if (run_dir / name).is_file():
+            return load_assembly(run_dir / name)
+    raise ConfigError(f"{run_dir / ASSEMBLY_FILE}: missing; every run directory holds the resolved assembly that "
+                      f"'rae run' writes when it starts ('rae import-official' writes {IMPORTED_ASSEMBLY}). "
+                      f"Is {run_dir} a run directory?")
 
 
 def run_output(run: RunState, name: str) -> tuple[str, Path] | None:

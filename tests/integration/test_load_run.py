@@ -211,6 +211,13 @@ def test_a_stage_1_run_encodes_and_decodes_and_refuses_to_sample(run_dir, tmp_pa
         stage1(3)
 
 
+def test_a_folder_of_imported_weights_loads_through_its_imported_yaml(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "assembly.yaml").rename(run / "imported.yaml")  # what 'rae import-official' leaves before 'rae run'
+    assert rae_framework.load_run(run, device="cpu").assembly.source == str(run / "imported.yaml")
+
+
 def test_missing_run_dir_or_assembly(tmp_path):
     with pytest.raises(ConfigError, match="no such run directory"):
         rae_framework.load_run(tmp_path / "nowhere")
