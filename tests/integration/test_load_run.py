@@ -190,7 +190,8 @@ def test_an_untrained_component_without_checkpoint_is_an_error(run_dir, tmp_path
     data = yaml.safe_load((run / "assembly.yaml").read_text())
     data["stages"]["train_denoiser"]["enabled"] = False
     (run / "assembly.yaml").write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="no stage of this run writes 'denoiser_ema' and components.denoiser.checkpoint is not set"):
+    expected = "no stage of this run writes 'denoiser_ema' and components.denoiser.checkpoint is not set"
+    with pytest.raises(ConfigError, match=expected):
         rae_framework.load_run(run, device="cpu")
 
 
