@@ -9,6 +9,8 @@
 4. The ``stages`` section: each key names a registered stage (kind ``stage``) whose Config validates its
    settings; then the rules the stages' specs imply (the roles each enabled stage needs) and each stage's
    own cross-checks (known metric names, ...).
+5. What a run would hit later (:mod:`rae_framework.assembly_checks`): guidance roles, the null label, image
+   size, class count, missing paths.
 
 Every problem of every stage is collected and raised together as one :class:`AssemblyError`, each with
 ``file:line``, the dotted path and the offending value. Nothing here imports torch or a component's class;
@@ -17,12 +19,15 @@ YAML can only name registered components, never an import path.
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from rae_framework import assembly_checks
 from rae_framework.config import AutoencoderConfig, latent_shape_of
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
@@ -150,21 +155,41 @@ class Assembly(BaseModel):
 
 
 class _Issues:
-    """Collects the problems of one file, each located through the source map."""
+    """Collects the problems (and warnings) of one file, each located through the source map."""
 
     def __init__(self, source_map: SourceMap) -> None:
         self.source_map = source_map
         self.items: list[ConfigIssue] = []
+        self.warnings: list[str] = []
 
-    def add(self, path: PathKey, message: str, value: Any = None, *, show_value: bool = True) -> None:
+    def add(self, path: PathKey, message: str, value: Any = None, *, show_value: bool = True,
+            within: bool = False) -> None:
+        """An error at ``path``; ``within``: raised by a model validator of ``path``, so a ``--set`` below
+        ``path`` is the likelier culprit than the line that opened it."""
         path = tuple(str(part) for part in path)
-        self.items.append(ConfigIssue(self.source_map.locate(path), ".".join(path), message,
+        self.items.append(ConfigIssue(self.source_map.locate(path, within=within), ".".join(path), message,
                                       value=value, show_value=show_value))
 
-    def add_validation(self, prefix: PathKey, error: ValidationError) -> None:
+    def warn(self, path: PathKey, message: str) -> None:
+        """Advice at ``path`` that does not stop validation."""
+        path = tuple(str(part) for part in path)
+        self.warnings.append(f"{self.source_map.locate(path)}: {'.'.join(path)}: {message}")
+
+    def add_validation(self, prefix: PathKey, error: ValidationError, model: type[BaseModel] | None = None) -> None:
+        """pydantic's errors of ``model`` validated at ``prefix`` (the model lets misspelled keys get a
+        suggestion)."""
         for item in error.errors():
-            missing = item["type"] == "missing"
-            self.add((*prefix, *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
+            self.add_error_item(prefix, item, model)
+
+    def add_error_item(self, prefix: PathKey, item: Any, model: type[BaseModel] | None) -> None:
+        """One pydantic error: a misspelled key gets a suggestion, a model validator's error no value dump."""
+        loc, message = tuple(item["loc"]), item["msg"]
+        if item["type"] == "extra_forbidden" and loc:
+            suggestion = did_you_mean(str(loc[-1]), fields_at(model, loc[:-1]))
+            message += f".{suggestion}" if suggestion else ""
+        at_model = item["type"] in ("value_error", "assertion_error") and bool(fields_at(model, loc))  # its validator
+        self.add((*prefix, *loc), message, item.get("input"),
+                 show_value=item["type"] != "missing" and not at_model, within=at_model)
 
     def raise_if_any(self) -> None:
         """Raise every issue at once, in file order (then the ``--set`` overrides)."""
@@ -174,6 +199,30 @@ class _Issues:
     def _order(self, issue: ConfigIssue) -> tuple[int, int]:
         origin, _, line = issue.location.rpartition(":")
         return (0, int(line)) if origin == self.source_map.origin and line.isdigit() else (1, 0)
+
+
+def fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model reached from ``model`` along ``loc`` (through nested models, optional
+    models and mappings); empty when ``loc`` does not end at a model."""
+    annotation = model
+    for part in loc:
+        annotation = _step(annotation, str(part))
+    found = _as_model(annotation)
+    return list(found.model_fields) if found is not None else []
+
+
+def _step(annotation: Any, part: str) -> Any:
+    model = _as_model(annotation)
+    if model is not None:
+        field = model.model_fields.get(part)
+        return field.annotation if field is not None else None
+    return typing.get_args(annotation)[1] if typing.get_origin(annotation) is dict else None
+
+
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    candidates = typing.get_args(annotation) if union else (annotation,)
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
 def load_assembly(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
@@ -201,10 +250,12 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     stages = _validate_stages(data.get("stages"), session, issues)
     _check_denoiser_classes(components, issues)
     warnings = _check_stages(stages, frozenset(roles), components, session, issues)
+    if envelope is not None:
+        assembly_checks.check_all(components, envelope.data, envelope.autoencoder, stages, issues)
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
                         autoencoder=envelope.autoencoder, data=envelope.data, stages=stages,
-                        source=source, warnings=(*_advice(components), *warnings))
+                        source=source, warnings=(*issues.warnings, *_advice(components), *warnings))
     assembly._session = session
     return assembly
 
@@ -215,7 +266,7 @@ def _validate_envelope(data: dict[str, Any], issues: _Issues) -> AssemblyEnvelop
     try:
         return AssemblyEnvelope.model_validate(data)
     except ValidationError as error:
-        issues.add_validation((), error)
+        issues.add_validation((), error, AssemblyEnvelope)
         broken = {item["loc"][0] for item in error.errors() if item["loc"]}
     partial = {key: value for key, value in data.items() if key not in broken and key in AssemblyEnvelope.model_fields}
     try:
@@ -270,7 +321,7 @@ def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session,
     try:
         config = model.model_validate(merged)
     except ValidationError as error:
-        _add_config_errors(here, error, underived=shape is None and entry.kind in DERIVED_FIELDS,
+        _add_config_errors(here, error, model, underived=shape is None and entry.kind in DERIVED_FIELDS,
                            encoder_declared=encoder_declared, issues=issues)
         return None
     if not derived:
@@ -299,7 +350,8 @@ def _lookup(role: str, envelope: ComponentEnvelope, session: Session, issues: _I
 
 def _fill_derived(role: str, kind: str, model: type, merged: dict[str, Any], envelope: ComponentEnvelope,
                   shape: tuple[int, int, int] | None, issues: _Issues) -> bool:
-    """Put the values derived from the latent shape into ``merged``; False if one contradicts them."""
+    """Put the values derived from the latent shape into ``merged``; False if one written in the assembly
+    contradicts them (a preset's value, written for the encoder the preset was made with, is replaced)."""
     if shape is None:
         return True
     consistent = True
@@ -307,19 +359,18 @@ def _fill_derived(role: str, kind: str, model: type, merged: dict[str, Any], env
         if field not in getattr(model, "model_fields", {}):
             continue
         expected, given = derive(shape), merged.get(field)
-        if given is None:
+        if given is None or field not in envelope.params:  # a preset's value is for its own encoder: it yields
             merged[field] = expected
         elif _as_tuple(given) != _as_tuple(expected):
-            origin = "" if field in envelope.params else f" (from preset '{envelope.preset}')"
             issues.add(("components", role, "params", field),
-                       f"contradicts the encoder's latent shape (C, h, w) = {shape}: expected {expected!r}"
-                       f"{origin}; leave it out to have it derived", given)
+                       f"contradicts the encoder's latent shape (C, h, w) = {shape}: expected {expected!r}; "
+                       "leave it out to have it derived", given)
             consistent = False
     return consistent
 
 
-def _add_config_errors(here: PathKey, error: ValidationError, *, underived: bool, encoder_declared: bool,
-                       issues: _Issues) -> None:
+def _add_config_errors(here: PathKey, error: ValidationError, model: type[BaseModel], *, underived: bool,
+                       encoder_declared: bool, issues: _Issues) -> None:
     """Report a Config's errors; a missing derived field is explained, or skipped if the encoder is at fault."""
     derivable = {field for fields in DERIVED_FIELDS.values() for field in fields}
     for item in error.errors():
@@ -329,7 +380,7 @@ def _add_config_errors(here: PathKey, error: ValidationError, *, underived: bool
                 issues.add((*here, "params", *item["loc"]), "required; it is derived from the encoder, so add "
                                                             "an 'encoder' component or set it", show_value=False)
             continue
-        issues.add((*here, "params", *item["loc"]), item["msg"], item.get("input"), show_value=not missing)
+        issues.add_error_item((*here, "params"), item, model)
 
 
 def _latent_shape_or_issue(spec: ComponentSpec, issues: _Issues) -> tuple[int, int, int] | None:
@@ -360,10 +411,11 @@ def _validate_stages(raw: Any, session: Session, issues: _Issues) -> Stages:
 
 
 def _validate_stage(name: str, body: Any, session: Session, issues: _Issues) -> StageConfig | None:
+    model = session.registry.get(STAGE_KIND, name).load_config_model()
     try:
-        return session.registry.get(STAGE_KIND, name).load_config_model().model_validate(body)
+        return model.model_validate(body)
     except ValidationError as error:
-        issues.add_validation(("stages", name), error)
+        issues.add_validation(("stages", name), error, model)
         return None
 
 

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and its presets; for 'recipe NAME' the recipe file",
          [("kind", {"help": "component kind, or 'recipe'"}), ("name", {"help": "component or recipe name"})])
     _add(commands, "plugins", cmd_plugins, "plugins: loaded, failed (with the error), disabled",
-         [("--json", {"action": "store_true", "help": "machine-readable output"})])
+         [("--json", {"action": "store_true", "help": "machine-readable output"}),
+          ("--check", {"action": "store_true", "help": "also import every component class (imports torch); "
+                                                      "exit 1 if any plugin or reference is broken"})])
     _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
     _add_sample(commands)
     _add_import_official(commands)
@@ -286,16 +288,23 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """``rae plugins``: every plugin's status, distribution, components and error."""
-    reports = _session().plugin_manager.reports
+    """``rae plugins``: every plugin's status, distribution, components and error. Every Config reference is
+    resolved (torch-free); ``--check`` resolves the component classes too and exits 1 on any failure."""
+    manager = _session().plugin_manager
+    if args.check:
+        from rae_framework import compat
+
+        compat.ensure_torchvision_importable()
+    manager.check_references(factories=args.check)
     if args.json:
-        return _print_json([report.as_dict() for report in reports])
-    rows = []
-    for report in reports:
-        origin = f"{report.provenance.distribution or '-'} {report.provenance.version or ''}".strip()
-        detail = report.error or ", ".join(report.components) or "-"
-        rows.append((report.name, report.status, origin, detail))
-    return _print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "COMPONENTS / ERROR"), rows)
+        _print_json([report.as_dict() for report in manager.reports])
+    else:
+        rows = []
+        for report in manager.reports:
+            origin = f"{report.provenance.distribution or '-'} {report.provenance.version or ''}".strip()
+            rows.append((report.name, report.status, origin, report.error or ", ".join(report.components) or "-"))
+        _print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "COMPONENTS / ERROR"), rows)
+    return EXIT_FAILURE if args.check and manager.failures() else EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

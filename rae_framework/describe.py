@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticUndefined
 
-from rae_framework.assembly import RECIPE_KIND, AssemblyEnvelope, load_assembly, recipe_path
+from rae_framework.assembly import RECIPE_KIND, AssemblyEnvelope, ComponentEnvelope, load_assembly, recipe_path
 from rae_framework.stage import STAGE_KIND
 from rae_framework.registry import Entry
 from rae_framework.session import Session
@@ -116,12 +116,17 @@ def _config_model(entry: Entry) -> type[BaseModel] | None:
 
 
 def _component_variant(session: Session, entry: Entry, params_ref: dict[str, Any]) -> dict[str, Any]:
+    """One component's envelope: every field of :class:`ComponentEnvelope`, with name, kind, preset and
+    params narrowed to this component (a test keeps the two field sets equal)."""
     presets = [preset.name for preset in session.presets.all(entry.kind) if preset.component == entry.name]
+    fields = ComponentEnvelope.model_fields
+    narrowed = {"kind": {"const": entry.kind}, "name": {"const": entry.name},
+                "preset": {"enum": [*presets, None]} if presets else {"type": "null"}, "params": params_ref,
+                "checkpoint": {"type": ["string", "null"]}}
     return {
         "type": "object",
         "description": f"{entry.kind} '{entry.name}': {entry.summary}",
-        "properties": {"kind": {"const": entry.kind}, "name": {"const": entry.name},
-                       "preset": {"enum": presets} if presets else {"type": "null"}, "params": params_ref},
+        "properties": {name: {**schema, "description": fields[name].description} for name, schema in narrowed.items()},
         "required": ["name"],
         "additionalProperties": False,
     }

@@ -4,6 +4,10 @@ A plugin that fails to import, implements an unknown hook, raises while register
 that is already taken is *reported* (see :attr:`PluginManager.reports`) and skipped, so one broken plugin
 never takes the host down. ``RAE_STRICT_PLUGINS=1`` turns any such failure into a :class:`PluginLoadError`;
 ``RAE_DISABLE_PLUGINS=a,b`` skips the named plugins (entry-point names).
+
+Registration is all-or-nothing: a plugin's kinds and components are staged and enter the registry together
+only if every one is valid and untaken (:meth:`Registry.add_all`). :meth:`PluginManager.check_references`
+resolves the lazy ``module:attr`` references of the loaded plugins (``rae plugins [--check]``).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from rae_framework.errors import PluginLoadError, RAEError
 from rae_framework.hookspecs import PROJECT_NAME, RAEHookSpec
 from rae_framework.presets import preset_files, read_preset_file
-from rae_framework.registry import Entry, Provenance, Registrar, Registry
+from rae_framework.registry import Entry, Provenance, Registrar, Registry, import_reference
 
 ENTRY_POINT_GROUP = "rae_framework"
 
@@ -117,22 +122,51 @@ class PluginManager:
         self.reports.append(PluginReport(name, provenance, "loaded", components=components))
 
     def _commit(self, registrar: _StagingRegistrar) -> None:
-        for kind, interface in registrar.kinds:
-            self.registry.add_kind(kind, interface)
-        for entry in registrar.staged:  # validate all first: a duplicate must not leave half a plugin behind
-            if self.registry.contains(entry.kind, entry.name):
-                self.registry.add(entry)  # raises DuplicateComponentError naming both origins
-        for entry in registrar.staged:
-            self.registry.add(entry)
+        """All of the plugin's kinds and entries, or (on an invalid or duplicate one) none of them."""
+        self.registry.add_all(registrar.kinds, registrar.staged)
 
     def _fail(self, name: str, provenance: Provenance, message: str) -> None:
         if self.strict:
             raise PluginLoadError(f"Plugin '{name}' failed to load: {message}")
         self.reports.append(PluginReport(name, provenance, "failed", error=message))
 
+    def check_references(self, *, factories: bool = False) -> None:
+        """Resolve each loaded plugin's lazy references: every Config (torch-free, so always cheap) and, with
+        ``factories``, every class (imports the models, hence torch). A plugin with a broken reference is
+        re-reported as failed, each broken reference named."""
+        for index, report in enumerate(self.reports):
+            if report.status != "loaded":
+                continue
+            problems = [problem for entry in self.registry.entries() if entry.provenance == report.provenance
+                        for problem in _broken_references(entry, factories)]
+            if problems:
+                self.reports[index] = PluginReport(report.name, report.provenance, "failed",
+                                                   error="; ".join(problems), components=report.components)
+
     def failures(self) -> list[PluginReport]:
         """Reports of the plugins that failed to load."""
         return [report for report in self.reports if report.status == "failed"]
+
+
+def _broken_references(entry: Entry, factories: bool) -> list[str]:
+    """``kind/name: config 'module:Attr' ...`` for each reference of ``entry`` that does not resolve."""
+    checks = [("config", entry.config, _is_config_model), *([("factory", entry.factory, callable)] * factories)]
+    problems = []
+    for role, reference, valid in checks:
+        try:
+            target = import_reference(reference)
+        except Exception as error:  # noqa: BLE001 - any import failure is the finding being reported
+            problems.append(f"{entry.kind}/{entry.name}: {role} '{reference}' does not import: "
+                            f"{type(error).__name__}: {error}")
+            continue
+        if not valid(target):
+            problems.append(f"{entry.kind}/{entry.name}: {role} '{reference}' is not a "
+                            f"{'pydantic model class' if role == 'config' else 'callable'}")
+    return problems
+
+
+def _is_config_model(target: Any) -> bool:
+    return isinstance(target, type) and issubclass(target, BaseModel)
 
 
 def _provenance_of(entry_point: metadata.EntryPoint) -> Provenance:

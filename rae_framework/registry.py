@@ -124,6 +124,16 @@ class Registry:
             )
         self._entries[entry.kind][entry.name] = entry
 
+    def add_all(self, kinds: list[tuple[str, str]], entries: list[Entry]) -> None:
+        """Declare ``kinds`` and register ``entries`` together: if any one is invalid or taken (also twice
+        within ``entries``), the error is raised and the registry is left exactly as it was."""
+        trial = Registry(dict(self.kinds), {kind: dict(names) for kind, names in self._entries.items()})
+        for kind, interface in kinds:
+            trial.add_kind(kind, interface)
+        for entry in entries:
+            trial.add(entry)
+        self.kinds, self._entries = trial.kinds, trial._entries
+
     def require_kind(self, kind: str) -> None:
         """Raise :class:`UnknownComponentError` (with a suggestion) unless ``kind`` is known."""
         if kind not in self.kinds:

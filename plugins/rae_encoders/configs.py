@@ -6,6 +6,7 @@ properties, from which an assembly derives the latent shape ``(token_dim, grid, 
 
 from __future__ import annotations
 
+import difflib
 import re
 from abc import abstractmethod
 from typing import Any, ClassVar, Literal
@@ -13,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from rae_framework.config import ComponentConfig
+from rae_encoders.hf_fields import FIELDS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,6 +56,7 @@ class HFEncoderConfig(EncoderConfig):
     SIZES: ClassVar[dict[str, dict[str, Any]]] = {}
     COMMON: ClassVar[dict[str, Any]] = {}
     RUNTIME: ClassVar[dict[str, Any]] = {}  # HF config values the encoder always needs (also with weights)
+    HF_CONFIG: ClassVar[str] = ""  # the transformers config class built from architecture()
 
     size: str = Field("b", description="Model size (a key of the architecture table).")
     overrides: dict[str, Any] = Field(default_factory=dict, description="HF config fields replacing the size's "
@@ -63,6 +66,21 @@ class HFEncoderConfig(EncoderConfig):
     def architecture(self) -> dict[str, Any]:
         """HF config kwargs: the common values, the size's values, then the overrides."""
         return {**self.COMMON, **self.SIZES[self.size], **self.overrides}
+
+    def hf_config_name(self) -> str:
+        """The name of the transformers config class this encoder builds."""
+        return self.HF_CONFIG
+
+    @model_validator(mode="after")
+    def _known_overrides(self) -> HFEncoderConfig:
+        """A misspelled key in ``overrides`` is an error now, not when the model is built."""
+        known = FIELDS.get(self.hf_config_name(), frozenset())
+        unknown = sorted(set(self.overrides) - known) if known else []
+        if unknown:
+            hints = [f"'{key}'" + "".join(f" (did you mean '{close}'?)" for close in
+                                          difflib.get_close_matches(key, sorted(known), n=1)) for key in unknown]
+            raise ValueError(f"overrides: unknown {self.hf_config_name()} field(s) {', '.join(hints)}")
+        return self
 
     @property
     def token_dim(self) -> int:
@@ -92,6 +110,7 @@ class Dinov2Config(HFEncoderConfig):
     }
     COMMON: ClassVar[dict[str, Any]] = {"patch_size": 14, "image_size": 518}
     HUB_NAMES: ClassVar[dict[str, str]] = {"s": "small", "b": "base", "l": "large", "g": "giant"}
+    HF_CONFIG: ClassVar[str] = "Dinov2WithRegistersConfig"
 
     size: Literal["s", "b", "l", "g"] = Field("b", description="ViT-S/B/L/G.")
     registers: bool = Field(True, description="Dinov2WithRegisters (4 register tokens) or plain Dinov2.")
@@ -100,6 +119,10 @@ class Dinov2Config(HFEncoderConfig):
         """HF config kwargs; the register count is part of the architecture when registers are on."""
         registers = {"num_register_tokens": 4} if self.registers else {}
         return {**self.COMMON, **self.SIZES[self.size], **registers, **self.overrides}
+
+    def hf_config_name(self) -> str:
+        """``Dinov2WithRegistersConfig``, or ``Dinov2Config`` without registers."""
+        return self.HF_CONFIG if self.registers else "Dinov2Config"
 
     def default_hub_id(self) -> str:
         """``facebook/dinov2-with-registers-base`` etc."""
@@ -117,6 +140,7 @@ class Siglip2Config(HFEncoderConfig):
     COMMON: ClassVar[dict[str, Any]] = {"patch_size": 16}
     RUNTIME: ClassVar[dict[str, Any]] = {"vision_use_head": False}
     HUB_NAMES: ClassVar[dict[str, str]] = {"b": "base", "l": "large", "so400m": "so400m"}
+    HF_CONFIG: ClassVar[str] = "SiglipVisionConfig"
 
     size: Literal["b", "l", "so400m"] = Field("b", description="ViT-B / L / So400m.")
     input_size: int = Field(256, gt=0, description="Square input side (also the released resolution).")
@@ -141,6 +165,7 @@ class MAEConfig(HFEncoderConfig):
     COMMON: ClassVar[dict[str, Any]] = {"patch_size": 16, "image_size": 224}
     RUNTIME: ClassVar[dict[str, Any]] = {"mask_ratio": 0.0}
     HUB_NAMES: ClassVar[dict[str, str]] = {"b": "base", "l": "large", "h": "huge"}
+    HF_CONFIG: ClassVar[str] = "ViTMAEConfig"
 
     size: Literal["b", "l", "h"] = Field("b", description="ViT-B / L / H.")
 
@@ -153,10 +178,12 @@ _SIZE_WORDS = {"tiny": 192, "small": 384, "medium": 512, "base": 768, "large": 1
                "so400m": 1152, "giant": 1536}
 
 
-def _from_name(pattern: str, name: str, what: str) -> int:
+def _from_name(pattern: str, name: str, field: str, kwarg: str) -> int:
+    """A size read from a timm model name; ``field``/``kwarg``: the settings that give it explicitly."""
     match = re.search(pattern, name)
     if match is None:
-        raise ValueError(f"cannot derive {what} from model name '{name}'; set it explicitly")
+        raise ValueError(f"cannot derive '{field}' from model name '{name}'; set '{field}' (or "
+                         f"model_kwargs.{kwarg})")
     return int(_SIZE_WORDS.get(match.group(1), match.group(1)))
 
 
@@ -183,14 +210,15 @@ class TimmEncoderConfig(EncoderConfig):
         if self.dim is not None:
             return self.dim
         return int(self.model_kwargs.get("embed_dim") or _from_name(r"_(tiny|small|medium|base|large|huge|giant"
-                                                                    r"|so400m)", self.model_name, "token_dim"))
+                                                                    r"|so400m)", self.model_name, "dim", "embed_dim"))
 
     @property
     def patch_size(self) -> int:
         """Encoder patch side."""
         if self.patch is not None:
             return self.patch
-        return int(self.model_kwargs.get("patch_size") or _from_name(r"patch(\d+)", self.model_name, "patch"))
+        return int(self.model_kwargs.get("patch_size")
+                   or _from_name(r"patch(\d+)", self.model_name, "patch", "patch_size"))
 
 
 class OpenClipEncoderConfig(EncoderConfig):

@@ -61,6 +61,18 @@ def create_timm_vit(config: TimmEncoderConfig) -> nn.Module:
                              **config.model_kwargs)
 
 
+def check_derived(config: TimmEncoderConfig, embed_dim: int, patch_size: int) -> None:
+    """The width and patch the config derived (from 'dim'/'patch', model_kwargs or the model name) must be the
+    built model's; the advice names the settings that fix it."""
+    fixes = [f"{field}: {built}" for field, built, derived in (("dim", embed_dim, config.token_dim),
+                                                                  ("patch", patch_size, config.patch_size))
+             if built != derived]
+    if fixes:
+        raise ConfigError(f"timm model '{config.model_name}' has embed_dim {embed_dim} and patch {patch_size}, but "
+                          f"the encoder's params give {config.token_dim} and {config.patch_size} (from 'dim'/'patch', "
+                          f"model_kwargs or the model name); set {', '.join(fixes)} in its params")
+
+
 class TimmEncoder(FrozenEncoder):
     """Normalised pixels ``(B, 3, S, S)`` -> ``(B, num_prefix_tokens + N, C)`` tokens of a timm ViT."""
 
@@ -71,6 +83,7 @@ class TimmEncoder(FrozenEncoder):
         self.model = create_timm_vit(config)
         self.norm_eps = strip_final_norm(self.model)
         self.num_prefix_tokens = int(self.model.num_prefix_tokens)
+        check_derived(config, int(self.model.embed_dim), int(self.model.patch_embed.patch_size[0]))
         self.check_built(int(self.model.embed_dim), int(self.model.patch_embed.patch_size[0]))
         self.freeze()
 

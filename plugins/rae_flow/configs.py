@@ -7,7 +7,7 @@ Imported by ``rae list`` / ``describe`` / ``validate`` without torch; the classe
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -112,6 +112,10 @@ class _IntervalConfig(ComponentConfig):
 class CFGConfig(_IntervalConfig):
     """Classifier-free guidance ``v_uncond + s (v_cond - v_uncond)`` inside [t_min, t_max]."""
 
+    needs_null_label: ClassVar[bool] = True  # validation: the denoiser needs its null-class row
+
 
 class AutoguidanceConfig(_IntervalConfig):
     """Autoguidance ``v_guide + s (v_main - v_guide)`` (both conditional) inside [t_min, t_max]."""
+
+    needs_guide: ClassVar[bool] = True  # validation: the assembly needs a 'guide' denoiser role

@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from rae_framework.config import ComponentConfig
-from rae_framework.registry import Entry, Provenance, import_reference
+from rae_framework.registry import Entry, Provenance, did_you_mean, import_reference
 from rae_framework.session import Session
 from rae_framework.testing.doubles import LinearSchedule, LinearScheduleConfig, TinyDenoiser, TinyDenoiserConfig
 
@@ -74,6 +74,35 @@ def contract_cases(session: Session, kind: str | None, *, component: str | None 
                                              if p.component == entry.name and p.name.endswith("-tiny")]
             cases.extend(ContractCase(each_kind, entry.name, name, entry.provenance) for name in names)
     return cases
+
+
+def no_case_problem(session: Session, kind: str | None, component: str | None, plugins: list[str]) -> str | None:
+    """Why a contract class that names a kind or a component got no case (None: nothing was asked for)."""
+    if kind is not None and kind not in session.registry.kinds:
+        return f"unknown kind '{kind}'.{did_you_mean(kind, sorted(session.registry.kinds))}"
+    if component is None:
+        return None
+    if not session.registry.contains(kind, component):
+        names = session.registry.names(kind)
+        return f"no {kind} '{component}' is registered.{did_you_mean(component, names)} Registered: {', '.join(names)}"
+    if plugins and not _matches(session.registry.get(kind, component), plugins):
+        return f"{kind} '{component}' is not provided by --rae-contract-plugin {', '.join(plugins)}"
+    return (f"{kind} '{component}' has no '-tiny' preset; add one (e.g. '{component}-tiny' in a presets file "
+            "returned by the rae_preset_paths hook) or set preset_name")
+
+
+def unknown_plugins(session: Session, plugins: list[str]) -> str | None:
+    """``--rae-contract-plugin`` names that no loaded plugin answers to, each with why (failed, or unknown)."""
+    reports = session.plugin_manager.reports
+    loaded = {name for report in reports if report.status == "loaded"
+              for name in (report.name, report.provenance.distribution) if name}
+    problems = []
+    for name in (name for name in plugins if name not in loaded):
+        report = next((r for r in reports if name in (r.name, r.provenance.distribution)), None)
+        problems.append(f"plugin '{name}' is {report.status}" + (f": {report.error}" if report.error else "")
+                        if report is not None else f"no plugin '{name}' (plugins: "
+                                                   f"{', '.join(sorted(r.name for r in reports))})")
+    return "; ".join(problems) or None
 
 
 def contract_session(config: pytest.Config) -> Session:
@@ -136,9 +165,15 @@ class ComponentContract:
         """Parametrise ``contract_case`` over the registry."""
         if "contract_case" not in metafunc.fixturenames:
             return
-        cases = contract_cases(contract_session(metafunc.config), self.kind, component=self.component_name,
-                               preset=self.preset_name, plugins=metafunc.config.getoption(PLUGIN_OPTION, default=[]),
-                               exclude_kinds=self.exclude_kinds)
+        session = contract_session(metafunc.config)
+        plugins = metafunc.config.getoption(PLUGIN_OPTION, default=[])
+        cases = contract_cases(session, self.kind, component=self.component_name, preset=self.preset_name,
+                               plugins=plugins, exclude_kinds=self.exclude_kinds)
+        problem = no_case_problem(session, self.kind, self.component_name, plugins) if not cases else None
+        if problem is None:
+            problem = unknown_plugins(session, plugins)
+        if problem is not None:  # a typo must not pass as "N skipped"
+            pytest.fail(f"no contract case collected: {problem}", pytrace=False)
         metafunc.parametrize("contract_case", cases, ids=[case.id for case in cases])
 
     @pytest.fixture

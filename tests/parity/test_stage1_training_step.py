@@ -40,7 +40,7 @@ def parts():
     with torch.no_grad():  # images at the decoder's output size, as the reference trains (input == output)
         size = rae.eval().decode(rae.encode(torch.rand(1, 3, encoder.input_size, encoder.input_size))).shape[-1]
     return {"rae": rae, "size": size, "discriminator": session.build("discriminator", "dino", preset="dino-tiny"),
-            "perceptual": session.build("perceptual", "lpips", {"net": "vgg", "pretrained_backbone": False}),
+            "perceptual": session.build("perceptual", "lpips", preset="lpips-tiny"),
             "gan_loss": session.build("gan_loss", "hinge"),
             "augment": session.build("augmentation", "diffaug", {"policy": "color,translation", "prob": 1.0})}
 

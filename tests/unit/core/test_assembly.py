@@ -130,12 +130,17 @@ def test_unknown_component_names_the_available_ones_and_their_plugin(tmp_path, s
     assert "'fake-encoder' (fakes)" in issue.message
 
 
-def test_contradicting_derived_value_is_an_error_naming_the_preset(tmp_path, session):
-    error = errors_of(write(tmp_path, GOOD.replace("preset: fake-wide", "preset: fake-bad-dim")), session)
-    (issue,) = error.issues
+def test_a_presets_derived_value_yields_to_the_encoder(tmp_path, session):
+    text = GOOD.replace("preset: fake-wide", "preset: fake-bad-dim")
+    assembly = load_assembly(write(tmp_path, text), session=session)
+    assert assembly.components["decoder"].params["token_dim"] == 12  # the preset says 5, made for another encoder
+
+
+def test_an_explicit_contradiction_of_a_derived_value_is_still_an_error(tmp_path, session):
+    text = GOOD.replace("preset: fake-wide}", "preset: fake-bad-dim, params: {token_dim: 5}}")
+    (issue,) = errors_of(write(tmp_path, text), session).issues
     assert issue.path == "components.decoder.params.token_dim" and issue.value == 5
-    assert "(12, 4, 4)" in issue.message and "fake-bad-dim" in issue.message
-    assert issue.location.endswith("run.yaml:5")
+    assert "(12, 4, 4)" in issue.message and issue.location.endswith("run.yaml:5")
 
 
 def test_explicit_contradiction_and_unknown_preset(tmp_path, session):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -92,3 +93,71 @@ def test_plugin_with_a_malformed_preset_file_fails_alone(tmp_path):
     (failed,) = session.plugin_manager.failures()
     assert failed.name == "bad" and "bad.yaml:3: preset 'x' needs a 'component' name" in failed.error
     assert session.presets.all("decoder")  # the first-party catalog is still there
+
+
+def registering(*names):
+    def rae_register_components(registrar):
+        for name in names:
+            registrar.add("sampler", name, factory="core_fakes:FakeComponent", config="core_fakes:FakeSamplerConfig")
+    return plugin_module(rae_register_components=rae_register_components)
+
+
+@pytest.mark.parametrize("names", [("good", "Bad Name"), ("good", "twice", "twice")], ids=["invalid", "duplicate"])
+def test_a_plugin_failing_registration_leaves_nothing_behind(names):
+    session = Session(entry_points=False, plugins=[("broken", registering(*names))])
+    (failed,) = session.plugin_manager.failures()
+    assert failed.name == "broken"
+    assert not session.registry.contains("sampler", "good") and not session.registry.contains("sampler", "twice")
+
+
+def test_a_failing_plugin_leaves_its_new_kind_out_too():
+    def rae_register_components(registrar):
+        registrar.add_kind("widget", "core_fakes:FakeComponent")
+        registrar.add("widget", "w", factory="core_fakes:FakeComponent", config="core_fakes:FakeSamplerConfig")
+        registrar.add("widget", "W!", factory="core_fakes:FakeComponent", config="core_fakes:FakeSamplerConfig")
+
+    widgets = plugin_module(rae_register_components=rae_register_components)
+    session = Session(entry_points=False, plugins=[("widgets", widgets)])
+    assert session.plugin_manager.failures() and "widget" not in session.registry.kinds
+
+
+def broken_references_plugin():
+    def rae_register_components(registrar):
+        registrar.add("sampler", "no-config", factory="core_fakes:FakeComponent", config="core_fakes:MissingConfig")
+        registrar.add("sampler", "no-module", factory="no_such_module:Thing", config="core_fakes:FakeSamplerConfig")
+        registrar.add("sampler", "not-a-model", factory="core_fakes:FakeComponent", config="core_fakes:FakeComponent")
+    return plugin_module(rae_register_components=rae_register_components)
+
+
+def test_check_references_reports_each_broken_one():
+    session = Session(entry_points=False, plugins=[("broken", broken_references_plugin()), ("fakes", FakePlugin())])
+    manager = session.plugin_manager
+    manager.check_references()  # configs only: the factory of no-module is not imported
+    (failed,) = manager.failures()
+    assert failed.name == "broken" and failed.status == "failed"
+    assert "sampler/no-config: config 'core_fakes:MissingConfig' does not import: AttributeError" in failed.error
+    assert "sampler/not-a-model: config 'core_fakes:FakeComponent' is not a pydantic model class" in failed.error
+    assert "no_such_module" not in failed.error
+    manager.check_references(factories=True)  # a failed report stays failed; the fakes' classes resolve
+    assert [report.name for report in manager.failures()] == ["broken"]
+
+
+def test_plugins_check_names_a_broken_factory_and_exits_1(monkeypatch, capsys):
+    from rae_framework import cli
+
+    session = Session(entry_points=False, plugins=[("broken", broken_references_plugin()), ("fakes", FakePlugin())])
+    monkeypatch.setattr(cli, "_session", lambda: session)
+    assert cli.main(["plugins", "--check", "--json"]) == 1
+    reports = {report["name"]: report for report in json.loads(capsys.readouterr().out)}
+    assert reports["fakes"]["status"] == "loaded" and reports["broken"]["status"] == "failed"
+    assert "sampler/no-module: factory 'no_such_module:Thing' does not import: ModuleNotFoundError" \
+        in reports["broken"]["error"]
+
+
+def test_every_first_party_reference_resolves():
+    from rae_framework import compat
+
+    compat.ensure_torchvision_importable()
+    manager = Session().plugin_manager
+    manager.check_references(factories=True)
+    assert manager.failures() == [] and len(manager.reports) >= 6

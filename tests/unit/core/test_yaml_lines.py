@@ -100,3 +100,29 @@ def test_any_document_parses_like_safe_load_with_a_line_for_every_path(document,
     assert data == yaml.safe_load(text)
     assert all(path in source.lines for path in _paths(data))
     assert all(1 <= line <= text.count("\n") + 1 for line in source.lines.values())
+
+
+def test_duplicate_keys_are_errors_at_the_second_line():
+    text = "a: 1\nb:\n  c: 1\n  d: 2\n  c: 3\na: 4\n"
+    with pytest.raises(ConfigError) as caught:
+        load_yaml_with_lines(text, "d.yaml")
+    message = str(caught.value)
+    assert "d.yaml:5: b.c: duplicate key (first written at line 3)" in message
+    assert "d.yaml:6: a: duplicate key (first written at line 1)" in message
+
+
+def test_a_key_may_override_a_merged_one():
+    data, _ = load_yaml_with_lines("base: &b {x: 1, y: 2}\nitem:\n  <<: *b\n  x: 3\n", "m.yaml")
+    assert data["item"] == {"x": 3, "y": 2}
+
+
+def test_tab_indentation_gets_a_hint():
+    with pytest.raises(ConfigError, match=r"t.yaml:2: invalid YAML: .*use spaces"):
+        load_yaml_with_lines("a:\n\tb: 1\n", "t.yaml")
+
+
+def test_alias_expansion_is_bounded():
+    text = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]\n" for prev, name in zip("abcdefg", "bcdefgh"))
+    with pytest.raises(ConfigError, match=r"b.yaml:1: invalid YAML: the document expands to \d+ values"):
+        load_yaml_with_lines(text, "b.yaml")
