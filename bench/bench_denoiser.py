@@ -19,17 +19,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from pathlib import Path
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
 import torch
-from torch.utils import flop_counter
 
 import rae_framework
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import counted_flops  # noqa: E402  (this folder's shared helpers)
+
 LATENT = (768, 16, 16)
-ATEN = torch.ops.aten
 DTYPES = (("fp32", None), ("bf16", torch.bfloat16))
 
 
@@ -67,21 +70,6 @@ def matmul_peak(dtype: torch.dtype, size: int, repeats: int) -> float:
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     return 2 * size ** 3 / min(seconds_of(lambda: a @ b) for _ in range(repeats)) / 1e9
-
-
-def counted_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of ``fn``; CPU SDPA (not in torch's table) is counted with torch's SDPA formulas."""
-    def forward(query, key, value, *args, out_shape=None, **kwargs):
-        return flop_counter.sdpa_flop_count(query, key, value)
-
-    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
-        return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
-
-    mapping = {ATEN._scaled_dot_product_flash_attention_for_cpu: forward,
-               ATEN._scaled_dot_product_flash_attention_for_cpu_backward: backward}
-    with flop_counter.FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def training_step(model: torch.nn.Module, batch: int, dtype: torch.dtype | None) -> Callable[[], None]:

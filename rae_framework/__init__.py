@@ -35,6 +35,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.data.latent_cache",
     "rae_framework.files",  # atomic writes
     "rae_framework.interop",
+    "rae_framework.nn",  # tensor helpers shared by component families: unpatchify, sin-cos position table
     "rae_framework.testing",  # contract tests for plugin authors
 )
 """The core modules a plugin may import; everything else is private to the core (a test enforces it)."""

@@ -66,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
     _add_sample(commands)
     _add_import_official(commands)
+    _add(commands, "sweep", cmd_sweep, "run an assembly over a grid of overrides (cross product, repeated "
+                                       "seeds), reusing shared stages; table, sweep.csv and sweep.png", [
+        ("assembly", {"help": "assembly YAML file"}),
+        ("--grid", {"action": "append", "required": True, "metavar": "KEY=V1,V2", "dest": "grid",
+                    "help": "a dotted key and its values (YAML-typed, commas inside [] kept), repeatable"}),
+        ("--repeat-seeds", {"type": int, "default": 1, "metavar": "N",
+                            "help": "run each point with the seeds seed .. seed+N-1 (default 1)"}),
+        ("--metrics", {"default": None, "metavar": "A,B", "help": "metric keys for the table and plot "
+                       "(a key or its part before '@'; default: all but per-class ones)"}),
+        ("--out", {"default": None, "metavar": "DIR", "help": "parent of the run directories "
+                                                              "(default: runs/<name>-sweep)"}),
+        ("--reuse", {"action": "append", "default": [], "metavar": "DIR",
+                     "help": "another sweep's folder (or a run directory) whose finished stages may be adopted"}),
+        SET_OPTION,
+    ])
     return parser
 
 
@@ -229,6 +244,24 @@ def _engine_runner() -> Callable[..., Any]:
         raise RAEError("the run engine (rae_framework.engine.runner) is not available in this "
                        "installation; 'validate' works without it") from None
     return run_assembly
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``rae sweep``: every point of the grid as its own run under one parent, then the table."""
+    from pathlib import Path
+
+    from rae_framework.assembly import load_assembly
+    from rae_framework.sweep import parse_grid, report, run_sweep
+
+    axes = [parse_grid(spec) for spec in args.grid]
+    session = _session()
+    base = load_assembly(args.assembly, args.overrides, session=session)
+    out_dir = Path(args.out) if args.out else Path("runs") / f"{base.name}-sweep"
+    rows = run_sweep(args.assembly, axes, out_dir=out_dir, repeat_seeds=args.repeat_seeds, fixed=args.overrides,
+                     reuse=[Path(folder) for folder in args.reuse], session=session)
+    print(report(rows, out_dir, args.metrics.split(",") if args.metrics else None))
+    print(f"sweep finished: {out_dir} (sweep.csv, sweep_summary.csv, sweep.png)")
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -10,37 +10,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Decoder
+from rae_framework.nn import sincos_pos_embed, unpatchify
 from rae_decoders.configs import ViTDecoderConfig
-
-
-def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
-    """``[sin(pos * w_k)] ++ [cos(pos * w_k)]`` with ``w_k = 10000^(-k / (dim/2))``, float64 ``(P, dim)``."""
-    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
-    angles = np.einsum("p,k->pk", positions.reshape(-1).astype(np.float64), omega)  # (P, dim/2)
-    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
-
-
-def sincos_2d_with_cls(dim: int, grid: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos table ``(1, 1 + grid*grid, dim)``: first half columns, second half rows, CLS row 0."""
-    rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")  # (grid, grid) each
-    table = np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)  # (grid*grid, dim)
-    table = np.concatenate([np.zeros((1, dim)), table], axis=0)
-    return torch.from_numpy(table).float().unsqueeze(0)
-
-
-def unpatchify(logits: torch.Tensor, patch_size: int, channels: int) -> torch.Tensor:
-    """``(B, h*w, p*p*C)`` with (py, px, c) order per token -> ``(B, C, h*p, w*p)``."""
-    batch, num_tokens, _ = logits.shape
-    side = math.isqrt(num_tokens)
-    patches = logits.reshape(batch, side, side, patch_size, patch_size, channels)  # (B, h, w, p, p, C)
-    return torch.einsum("nhwpqc->nchpwq", patches).reshape(batch, channels, side * patch_size, side * patch_size)
 
 
 def resize_token_grid(tokens: torch.Tensor, num_tokens: int) -> torch.Tensor:
@@ -112,7 +89,7 @@ class ViTDecoder(Decoder):
         self.embed = nn.Linear(config.token_dim, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         # Fixed sin-cos values, but a Parameter as in the reference (its trainer optimises it; load it).
-        self.pos_embed = nn.Parameter(sincos_2d_with_cls(dim, config.grid_size))  # (1, 1 + M, D)
+        self.pos_embed = nn.Parameter(sincos_pos_embed(dim, config.grid_size, cls_token=True)[None])  # (1, 1 + M, D)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.head = nn.Linear(dim, config.patch_size ** 2 * config.out_channels)
@@ -142,4 +119,4 @@ class ViTDecoder(Decoder):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, C)`` row-major tokens -> ``(B, 3, H, W)`` pixels in normalised space."""
-        return unpatchify(self.forward_logits(tokens), self.patch_size, self.out_channels)
+        return unpatchify(self.forward_logits(tokens), patch_size=self.patch_size, channels=self.out_channels)

@@ -20,6 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from rae_framework.interfaces import Denoiser
+from rae_framework.nn import unpatchify
 
 from rae_denoisers.attention import AttentionBackend
 from rae_denoisers.configs import DiTDHConfig
@@ -29,7 +30,6 @@ from rae_denoisers.layers import (
     LabelEmbedder,
     PatchEmbed,
     frozen_pos_embed,
-    unpatchify,
 )
 from rae_denoisers.lightning_dit import (
     DiTBlock,
@@ -93,4 +93,5 @@ class DiTDH(Denoiser):
         tokens = self.x_embedder(x)  # (B, N, head)
         for block in self.blocks[self.config.depth[0]:]:
             tokens = block(tokens, s, self.dec_feat_rope)
-        return unpatchify(self.final_layer(tokens, s), self.in_channels, self.config.patch_size)
+        out = self.final_layer(tokens, s)  # (B, N, p*p*C)
+        return unpatchify(out, patch_size=self.config.patch_size, channels=self.in_channels)

@@ -8,11 +8,11 @@ dicts load with an identity key map: ``w12``/``w3`` (SwiGLU), ``fc1``/``fc2`` (G
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from rae_framework.nn import sincos_pos_embed
 
 FOURIER_FEATURES = 256  # size of the Gaussian-Fourier frequency vector W
 
@@ -91,35 +91,9 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
 
 
-def unpatchify(tokens: torch.Tensor, channels: int, patch_size: int) -> torch.Tensor:
-    """``(B, h*w, p*p*C)`` with channel fastest, ``(py, px, c)`` -> ``(B, C, h*p, w*p)``; square grid."""
-    batch, count, _ = tokens.shape
-    side = math.isqrt(count)
-    p = patch_size
-    grid = tokens.reshape(batch, side, side, p, p, channels)  # (B, h, w, py, px, C)
-    return grid.permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, side * p, side * p)
-
-
 def frozen_pos_embed(dim: int, grid: int) -> nn.Parameter:
     """The sin-cos table ``(1, grid*grid, dim)`` as a frozen parameter (counted and stored like the reference's)."""
     return nn.Parameter(sincos_pos_embed(dim, grid)[None], requires_grad=False)
-
-
-def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos table ``(grid*grid, dim)``: first half encodes the column, second the row.
-
-    Each half is ``[sin(pos * w_k)] ++ [cos(pos * w_k)]`` with ``w_k = 10000^(-k / (dim/4))``, computed in
-    float64 and returned as float32.
-    """
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # (dim/4,)
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
-                                torch.arange(grid, dtype=torch.float64), indexing="ij")
-
-    def axis(positions: torch.Tensor) -> torch.Tensor:
-        angles = positions.reshape(-1, 1) * omega  # (grid*grid, dim/4)
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    return torch.cat([axis(cols), axis(rows)], dim=1).float()  # (grid*grid, dim)
 
 
 def rotate_pairs(x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from torch import nn
 
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Denoiser
+from rae_framework.nn import unpatchify
 
 from rae_denoisers.attention import AttentionBackend, SelfAttention
 from rae_denoisers.configs import DiTCommonConfig, LightningDiTConfig
@@ -24,7 +25,6 @@ from rae_denoisers.layers import (
     make_mlp,
     make_norm,
     modulate,
-    unpatchify,
 )
 
 
@@ -139,5 +139,6 @@ class LightningDiT(Denoiser):
         c = self.t_embedder(t) + self.y_embedder(y)  # (B, D)
         for block in self.blocks:
             tokens = block(tokens, c, self.feat_rope)
-        out = unpatchify(self.final_layer(tokens, c), self.out_channels, self.config.patch_size)
+        out = unpatchify(self.final_layer(tokens, c), patch_size=self.config.patch_size,
+                         channels=self.out_channels)
         return out[:, : self.in_channels]  # (B, C, h, w); drops the learn_sigma half

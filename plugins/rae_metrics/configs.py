@@ -114,3 +114,26 @@ class LPIPSMetricConfig(ComponentConfig):
 
     perceptual: ComponentRef = Field(default_factory=lambda: ComponentRef(name="lpips", preset="lpips-vgg"),
                                      description="Perceptual distance (kind perceptual).")
+
+
+class DigitsClassifierConfig(ComponentConfig):
+    """The quickstart's domain classifier: a small CNN trained on the real digits' training split (features for
+    a digits FID, logits for the class accuracy of samples)."""
+
+    pretrained: bool = Field(True, description="Load the trained weights; false = seeded random weights, for "
+                                               "tests only.")
+    weights: str | None = Field(None, description="A safetensors state dict; None = the weights shipped with "
+                                                  "rae_metrics (examples/quickstart/train_digits_classifier.py).")
+    input_size: int = Field(32, gt=0, description="Side the images are resized to (bilinear) when they differ.")
+
+
+def _digits_classifier() -> ComponentRef:
+    return ComponentRef(name="digits-classifier")
+
+
+class ClassAccuracyConfig(ComponentConfig):
+    """Share of samples that a classifier (a feature extractor with logits) assigns to the label they were
+    generated for, overall and per class."""
+
+    features: ComponentRef = Field(default_factory=_digits_classifier,
+                                   description="Classifier (kind feature_extractor, with logits).")

@@ -14,12 +14,16 @@ METRICS = {
     "inception-score": ("rae_metrics.fid:InceptionScore", "InceptionScoreConfig", "Inception Score over splits"),
     "precision-recall": ("rae_metrics.fid:PrecisionRecall", "PrecisionRecallConfig",
                          "Improved precision/recall on k-NN feature manifolds (k=3)"),
+    "class-accuracy": ("rae_metrics.class_accuracy:ClassAccuracy", "ClassAccuracyConfig",
+                       "Share of class-conditional samples a classifier assigns to their label (per class too)"),
 }
 FEATURE_EXTRACTORS = {
     "inception": ("rae_metrics.inception:InceptionFeatures", "InceptionConfig",
                   "FID Inception-v3 (pytorch-fid weights): pool3 2048-d + 1008 logits"),
     "random-conv": ("rae_metrics.features:RandomConvFeatures", "RandomConvConfig",
                     "Fixed random conv features: offline tests only, numbers not comparable"),
+    "digits-classifier": ("rae_metrics.digits_classifier:DigitsClassifier", "DigitsClassifierConfig",
+                          "Small CNN trained on the real digits: 64-d features (digits FID) + 10 logits"),
 }
 
 

@@ -53,15 +53,18 @@ def load_reference_images(path: str | Path, image_size: int) -> torch.Tensor:
     return uint8_to_tensor(np.stack(arrays))
 
 
-def _update_batches(metric, tensors: torch.Tensor, role: str, batch_size: int, device: torch.device) -> None:
+def _update_batches(metric, tensors: torch.Tensor, role: str, batch_size: int, device: torch.device,
+                    labels: torch.Tensor | None = None) -> None:
     for start in range(0, tensors.shape[0], batch_size):
-        metric.update(**{role: tensors[start:start + batch_size].to(device)})
+        extra = {} if labels is None else {"labels": labels[start:start + batch_size].to(device)}
+        metric.update(**{role: tensors[start:start + batch_size].to(device)}, **extra)
 
 
 def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, reference: torch.Tensor,
                     reconstruct: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int,
-                    context: DistContext) -> dict[str, float]:
-    """One metric over this rank's shards, reduced over ranks, computed."""
+                    context: DistContext, labels: torch.Tensor | None = None) -> dict[str, float]:
+    """One metric over this rank's shards, reduced over ranks, computed. Metrics with ``needs_labels`` (class
+    accuracy) also get the samples' ``labels`` ``(N,)``: ``update(generated=..., labels=...)``."""
     metric.reset()
     shard = reference[context.rank::context.world_size]
     if metric.paired:
@@ -73,7 +76,13 @@ def evaluate_metric(name: str, metric, *, samples: torch.Tensor | None, referenc
     else:
         if samples is None:
             raise ConfigError(f"metric '{name}' needs samples: run the sample stage first")
-        _update_batches(metric, samples[context.rank::context.world_size], "generated", batch_size, context.device)
+        wanted = None
+        if getattr(metric, "needs_labels", False):
+            if labels is None:
+                raise ConfigError(f"metric '{name}' needs the samples' labels (samples.npz arr_1)")
+            wanted = labels[context.rank::context.world_size]
+        _update_batches(metric, samples[context.rank::context.world_size], "generated", batch_size, context.device,
+                        wanted)
         if wants_reference_images(metric):
             _update_batches(metric, shard, "reference", batch_size, context.device)
     return reduce_metric(metric, context).compute()
@@ -83,6 +92,14 @@ def write_metrics(path: Path, results: dict[str, float]) -> None:
     """Merge ``results`` into ``metrics.json`` (atomic rewrite)."""
     existing = json.loads(path.read_text()) if path.is_file() else {}
     atomic_write_text(path, json.dumps({**existing, **results}, indent=2, sort_keys=True) + "\n")
+
+
+def load_sample_labels(path: Path) -> torch.Tensor | None:
+    """``samples.npz``'s labels ``(N,)`` int64 (``arr_1``), or None when absent."""
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return torch.from_numpy(data["arr_1"].astype(np.int64)) if "arr_1" in data else None
 
 
 def load_samples(path: Path) -> torch.Tensor | None:
@@ -104,6 +121,7 @@ class Evaluate(Stage):
         reference = (load_reference_images(stage.reference, run.assembly.data.image_size)
                      if stage.reference else holdout_images(run))
         samples = load_samples(run.out_dir / "samples" / "samples.npz")
+        labels = load_sample_labels(run.out_dir / "samples" / "samples.npz")
         rae = build_rae(run) if run.has("encoder") and run.has("decoder") else None
         reconstruct_fn = (lambda images: reconstruct(rae, rae.decoder, images)) if rae is not None else None
         path, failures = run.output_path("metrics"), []
@@ -113,7 +131,7 @@ class Evaluate(Stage):
             try:
                 values = evaluate_metric(name, build_metric(run.session, name), samples=samples,
                                          reference=reference, reconstruct=reconstruct_fn,
-                                         batch_size=stage.batch_size, context=run.context)
+                                         batch_size=stage.batch_size, context=run.context, labels=labels)
             except RAEError as error:
                 run.logger.warning(f"evaluate: metric '{name}' failed: {error}")
                 failures.append(f"{name}: {error}")

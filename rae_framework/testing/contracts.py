@@ -444,10 +444,16 @@ class MetricContract(ComponentContract):
 
     kind = "metric"
 
+    @staticmethod
+    def _update(component: Any, size: int, seed: int) -> None:
+        """One batch; metrics that declare ``needs_labels`` (class accuracy) also get the samples' labels."""
+        labels = {"labels": torch.arange(4) + seed} if getattr(component, "needs_labels", False) else {}
+        component.update(generated=_images(4, size, seed), reference=_images(4, size, seed + 10), **labels)
+
     def _measure(self, component: Any, size: int) -> dict[str, float]:
         component.reset()
         for seed in (0, 1):
-            component.update(generated=_images(4, size, seed), reference=_images(4, size, seed + 10))
+            self._update(component, size, seed)
         return component.compute()
 
     def test_compute_after_updates_and_reset(self, component: Any, config: ComponentConfig) -> None:
@@ -466,7 +472,7 @@ class MetricContract(ComponentContract):
         states = []
         for seed in (0, 1):  # one batch per "rank", as _measure feeds them
             component.reset()
-            component.update(generated=_images(4, size, seed), reference=_images(4, size, seed + 10))
+            self._update(component, size, seed)
             states.append(component.state_tensors())
         assert set(states[0]) == set(component.state_reductions), "state_tensors() must name every reduction"
         merged = {name: states[0][name] + states[1][name] if how == "sum" else torch.cat([states[0][name],

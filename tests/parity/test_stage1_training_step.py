@@ -70,8 +70,9 @@ def run_transcription(parts) -> tuple:
     lpips, augment = parts["perceptual"], parts["augment"]
     decoder, ema = rae.decoder, copy.deepcopy(rae.decoder).requires_grad_(False)
     rae.encoder.requires_grad_(False)
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=LR, betas=BETAS, weight_decay=0.0)
-    disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=LR, betas=BETAS, weight_decay=0.0)
+    # fused, as the reference's build_optimizer (src/utils/optim_utils.py:L39) and our default
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=LR, betas=BETAS, weight_decay=0.0, fused=True)
+    disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=LR, betas=BETAS, weight_decay=0.0, fused=True)
     disc = lambda pm1: discriminator((pm1 + 1) / 2)  # noqa: E731 - our modules take [0, 1] images
     aug = lambda pm1, g: augment((pm1 + 1) / 2, generator=g) * 2 - 1  # noqa: E731
     for step, images in enumerate(batches(parts["size"])):

@@ -46,7 +46,8 @@ def gradients(model) -> dict[str, torch.Tensor]:
 def reference_step(model, x, y, draws):
     """The transcription (see the module docstring); returns (loss, gradients, EMA weights)."""
     model, ema = copy.deepcopy(model), copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, weight_decay=0.0)
+    # fused, as the reference's build_optimizer (src/utils/optim_utils.py:L39) and our default
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, weight_decay=0.0, fused=True)
     optimizer.zero_grad(set_to_none=True)
     t = draws.t.view(-1, 1, 1, 1)
     x_t, u_t = (1 - t) * x + t * draws.noise, draws.noise - x

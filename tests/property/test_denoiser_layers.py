@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import torch
 
-from rae_denoisers.layers import AxialRoPE2D, unpatchify
+from rae_denoisers.layers import AxialRoPE2D
+from rae_framework.nn import unpatchify
 
 
 @settings(max_examples=15, deadline=None)
@@ -16,7 +17,7 @@ def test_unpatchify_inverts_channel_fastest_patch_flattening(channels, side, pat
     # (B, C, h, p, w, p) -> (B, h, w, py, px, C) -> (B, h*w, p*p*C): the layout the final layer predicts
     tokens = image.reshape(2, channels, side, patch, side, patch).permute(0, 2, 4, 3, 5, 1)
     tokens = tokens.reshape(2, side * side, patch * patch * channels)
-    assert torch.equal(unpatchify(tokens, channels, patch), image)
+    assert torch.equal(unpatchify(tokens, patch_size=patch, channels=channels), image)
 
 
 @settings(max_examples=15, deadline=None)

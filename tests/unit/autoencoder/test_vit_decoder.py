@@ -1,4 +1,4 @@
-"""The ViT decoder: shapes for any token grid, sin-cos table layout, unpatchify order, presets."""
+"""The ViT decoder: shapes for any token grid, the position table as a parameter, presets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch
 
 from rae_framework import Session
 from rae_framework.errors import ConfigError
-from rae_decoders.vit import sincos_2d_with_cls, unpatchify
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +24,6 @@ def test_tiny_preset_shapes_and_grid_resize(session):
 def test_pos_embed_is_a_loaded_parameter(session):
     decoder = session.build("decoder", "vit", preset="vit-tiny")
     assert "pos_embed" in dict(decoder.named_parameters())
-
-
-def test_sincos_layout_columns_first_and_zero_cls():
-    table = sincos_2d_with_cls(8, 3)[0]  # (1 + 9, 8)
-    assert torch.equal(table[0], torch.zeros(8))
-    # token (row 0, col 1) vs (row 1, col 0): the first half encodes the column, the second the row
-    assert torch.allclose(table[1 + 1, :4], table[1 + 3, 4:])
-    assert torch.allclose(table[1 + 0, :2], torch.zeros(2))  # sin(0) of column 0
-
-
-def test_unpatchify_is_channel_fastest():
-    p, channels, side = 2, 3, 2
-    logits = torch.arange(1 * side * side * p * p * channels, dtype=torch.float32).reshape(1, side * side, -1)
-    image = unpatchify(logits, p, channels)
-    row, col, py, px, c = 1, 0, 1, 1, 2
-    assert image[0, c, row * p + py, col * p + px] == logits[0, row * side + col, (py * p + px) * channels + c]
 
 
 def test_missing_encoder_fields_are_an_error(session):

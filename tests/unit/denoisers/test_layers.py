@@ -16,8 +16,6 @@ from rae_denoisers.layers import (
     make_mlp,
     modulate,
     rotate_pairs,
-    sincos_pos_embed,
-    unpatchify,
 )
 
 
@@ -52,18 +50,6 @@ def test_modulate_with_and_without_shift():
     torch.testing.assert_close(modulate(x, None, scale), x * (1 + scale))
 
 
-def test_sincos_first_half_encodes_columns_second_half_rows():
-    dim, grid = 16, 3
-    table = sincos_pos_embed(dim, grid)  # (9, 16)
-    row, col = 1, 2
-    token = table[row * grid + col]
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
-    expected_col = torch.cat([torch.sin(col * omega), torch.cos(col * omega)]).float()
-    expected_row = torch.cat([torch.sin(row * omega), torch.cos(row * omega)]).float()
-    torch.testing.assert_close(token[: dim // 2], expected_col)
-    torch.testing.assert_close(token[dim // 2:], expected_row)
-
-
 def test_rotate_pairs_maps_a_b_to_minus_b_a():
     x = torch.tensor([1.0, 2.0, 3.0, 4.0])
     torch.testing.assert_close(rotate_pairs(x), torch.tensor([-2.0, 1.0, -4.0, 3.0]))
@@ -93,14 +79,6 @@ def test_rope_scores_depend_only_on_the_offset():
     score = lambda a, b: rotated_q[a] @ rotated_k[b]  # noqa: E731
     # token (0,0)->(1,2) and (2,1)->(3,3) share the offset (1, 2)
     torch.testing.assert_close(score(0, 1 * 4 + 2), score(2 * 4 + 1, 3 * 4 + 3), atol=1e-5, rtol=1e-5)
-
-
-def test_unpatchify_is_channel_fastest_and_inverts_patch_flattening():
-    batch, channels, side, p = 2, 3, 2, 2
-    tokens = torch.randn(batch, side * side, p * p * channels)
-    image = unpatchify(tokens, channels, p)
-    b, c, row, col, py, px = 1, 2, 1, 0, 1, 1
-    assert image[b, c, row * p + py, col * p + px] == tokens[b, row * side + col, (py * p + px) * channels + c]
 
 
 def test_patch_embed_tokens_are_row_major():
