@@ -1,6 +1,7 @@
 """rae-framework: Representation Autoencoders + Diffusion Transformers as typed, swappable components.
 
-The top level imports neither torch nor any plugin; ``build`` and ``load_assembly`` do so on demand.
+The top level imports neither torch nor any plugin; ``build``, ``load_assembly`` and ``load_run`` do so on
+demand.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "ensure_torchvision_importable",
     "hookimpl",
     "load_assembly",
+    "load_run",
 ]
 
 
@@ -79,3 +81,12 @@ def load_assembly(path: str, overrides: list[str] | None = None, *, session: Ses
     from rae_framework.assembly import load_assembly as _load
 
     return _load(path, overrides or [], session=session or Session())
+
+
+def load_run(run_dir: str, device: Any = None) -> Any:
+    """A sampling/encoding pipeline over a finished run directory (its resolved assembly and EMA weights):
+    ``pipe = load_run("runs/quickstart"); pipe([3, 7], num_images_per_label=4).images`` -> PIL images.
+    See :class:`rae_framework.pipeline.RAEPipeline`."""
+    from rae_framework.pipeline import load_run as _load
+
+    return _load(run_dir, device)

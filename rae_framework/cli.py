@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 2 invalid input (an assembly, a name, a parameter: the message says ``file:line`` and
 the dotted path), 1 failure while running. Tracebacks only with ``--debug``. ``list``, ``describe``,
-``validate``, ``schema``, ``plugins`` and ``--help`` never import torch.
+``validate``, ``schema``, ``plugins`` and ``--help`` never import torch; ``run`` and ``sample`` do.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
           ("--check", {"action": "store_true", "help": "also import every component class (imports torch); "
                                                       "exit 1 if any plugin or reference is broken"})])
     _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
+    _add_sample(commands)
     _add_import_official(commands)
     _add(commands, "sweep", cmd_sweep, "run an assembly over a grid of overrides (cross product, repeated "
                                        "seeds), reusing shared stages; table, sweep.csv and sweep.png", [
@@ -130,6 +131,58 @@ def _add_list(commands: Any) -> None:
                   "help": "a kind (encoder, decoder, ...), 'presets' (the whole catalog) or 'recipe'"}),
         ("--json", {"action": "store_true", "help": "machine-readable output"}),
     ])
+
+
+def _add_sample(commands: Any) -> None:
+    _add(commands, "sample", cmd_sample, "generate images of given classes with a finished run's EMA weights: a "
+                                         "grid PNG (--out) and/or an ADM-layout .npz (--npz)", [
+        ("run_dir", {"metavar": "RUN_DIR", "help": "run directory written by 'rae run'"}),
+        ("--labels", {"required": True, "metavar": "L1,L2,...",
+                      "help": "comma-separated class indices or names (e.g. 207,360 or tench,goldfish)"}),
+        ("--per-label", {"type": _positive_int, "default": 4, "dest": "per_label", "metavar": "N",
+                         "help": "images per label, one grid row per label (default 4)"}),
+        ("--guidance", {"default": None, "metavar": "NAME", "help": "none, cfg or autoguidance (default: the run's)"}),
+        ("--scale", {"type": float, "default": None, "help": "guidance scale (default: the run's)"}),
+        ("--steps", {"type": _positive_int, "default": None, "help": "sampler grid points (default: the run's)"}),
+        ("--sampler", {"default": None, "metavar": "NAME", "help": "euler, heun, dopri5, sde (default: the run's)"}),
+        ("--seed", {"type": int, "default": 0, "help": "noise seed (default 0)"}),
+        ("--batch-size", {"type": _positive_int, "default": 64, "dest": "batch_size", "help": "images per batch"}),
+        ("--device", {"default": None, "help": "cpu, cuda, cuda:1, ... (default: CUDA when available)"}),
+        ("--out", {"default": None, "metavar": "FILE", "help": "grid image (PNG): one row per label"}),
+        ("--npz", {"default": None, "metavar": "FILE",
+                   "help": "ADM layout: arr_0 uint8 (N, H, W, 3), arr_1 int64 labels"}),
+    ])
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """``rae sample``: the run's pipeline (:func:`rae_framework.load_run`) -> grid PNG and/or ADM .npz."""
+    if args.out is None and args.npz is None:
+        raise ConfigError("sample: name an output: --out FILE (grid PNG) and/or --npz FILE (ADM layout)")
+    labels = _label_tokens(args.labels)
+    from rae_framework.pipeline import load_run, save_samples
+
+    pipe = load_run(args.run_dir, device=args.device)
+    output = pipe(labels, num_images_per_label=args.per_label, num_steps=args.steps, guidance_scale=args.scale,
+                  sampler=args.sampler, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
+                  output_type="np")
+    for path in save_samples(output, grid=args.out, npz=args.npz, columns=args.per_label):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _label_tokens(text: str) -> list[int | str]:
+    """``"207,tench"`` -> ``[207, "tench"]``: integers are class indices, anything else a class name."""
+    tokens = [token.strip() for token in text.split(",")]
+    if not all(tokens):
+        raise ConfigError(f"--labels: empty label in {text!r} (give comma-separated indices or names)")
+    return [int(token) if token.lstrip("-").isdigit() else token for token in tokens]
 
 
 def _add_import_official(commands: Any) -> None:

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from rae_framework.data.sample_shards import ShardLayout, ShardWriter, grid_rows, merge_shards
-from rae_framework.engine import DistContext, RunState, build_rae, progress, save_grid, step_generator, to_uint8
-from rae_framework.errors import ConfigError
-from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage, VelocityFn
+from rae_framework.engine import (DistContext, RunState, build_rae, generate_batch, load_guide, progress, save_grid,
+                                  step_generator)
+from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage
 from rae_stages.configs import SampleStage
 
 STREAM_SAMPLING = 3
@@ -30,27 +30,6 @@ def sample_labels(stage: SampleStage, num_classes: int, seed: int) -> torch.Tens
     if stage.labels == "equal":
         return torch.arange(num_classes).repeat_interleave(stage.per_class)
     return torch.randint(num_classes, (total,), generator=step_generator(seed, STREAM_SAMPLING, -1))
-
-
-def velocity_field(denoiser: Denoiser, labels: torch.Tensor, guidance: Guidance | None,
-                   guide: Denoiser | None) -> VelocityFn:
-    """The field to integrate: guided when a guidance component is configured, else the plain model."""
-    if guidance is not None:
-        return guidance.velocity(denoiser, labels, guide=guide)
-    return lambda x, t: denoiser(x, t, labels)
-
-
-@torch.no_grad()
-def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
-                   labels: torch.Tensor, generator: torch.Generator, *, guidance: Guidance | None = None,
-                   guide: Denoiser | None = None, device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """One batch of images ``(B, H, W, 3)`` uint8 for ``labels (B,)``."""
-    shape = (labels.shape[0], denoiser.in_channels, denoiser.input_size, denoiser.input_size)
-    noise = torch.randn(shape, generator=generator).to(device)  # (B, C, h, w)
-    labels = labels.to(device)
-    result = sampler.sample(velocity_field(denoiser, labels, guidance, guide), noise, schedule,
-                            generator=generator)
-    return to_uint8(decode(result.samples))
 
 
 
@@ -97,16 +76,6 @@ def trained_denoiser(run: RunState, use_ema: bool) -> Denoiser:
         run.logger.warning("sample: no trained denoiser (no train_denoiser stage output and no "
                            "components.denoiser.checkpoint); sampling with untrained weights")
     return denoiser.to(run.context.device).eval()
-
-
-def load_guide(run: RunState) -> Denoiser:
-    """The autoguidance guide denoiser, with the trained weights its ``checkpoint`` names."""
-    if not run.has("guide"):
-        raise ConfigError("components.guide: autoguidance needs a guide denoiser (role 'guide', kind denoiser)")
-    if run.assembly.spec("guide").checkpoint is None:
-        raise ConfigError("components.guide.checkpoint: autoguidance needs the guide denoiser's trained weights "
-                          "(e.g. an earlier or smaller run's checkpoints/denoiser_ema.safetensors)")
-    return run.component("guide").to(run.context.device).eval()
 
 
 class Sample(Stage):

@@ -83,11 +83,26 @@ class DigitsDataset(torch.utils.data.Dataset):
         return (image.flip(-1) if flip else image.contiguous()), int(self.labels[index])
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class subfolder names of an ImageNet-layout folder, sorted: index = class label."""
+    return sorted(path.name for path in root.iterdir() if path.is_dir())
+
+
+def class_names(config: DataConfig) -> list[str] | None:
+    """Names of the classes of the configured source (index = label): '0'..'9' for the digits, the class
+    subfolders for a folder; None when the folder is not there (e.g. sampling on another machine).
+    The engine saves them as ``RUN_DIR/classes.json`` so that labels can be given by name."""
+    if config.source == "digits":
+        return [str(digit) for digit in range(DigitsDataset.num_classes)]
+    root = Path(config.root) if config.root else None
+    return class_folders(root) if root is not None and root.is_dir() else None
+
+
 def list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     """Files and labels of an ImageNet-layout folder (one subfolder per class, sorted by name)."""
     if not root.is_dir():
         raise ConfigError(f"data.root: {root} is not a folder of class subfolders")
-    classes = sorted(path.name for path in root.iterdir() if path.is_dir())
+    classes = class_folders(root)
     files, labels = [], []
     for label, name in enumerate(classes):
         found = sorted(path for path in (root / name).rglob("*") if path.suffix in IMAGE_SUFFIXES)

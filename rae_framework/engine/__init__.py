@@ -32,6 +32,7 @@ from rae_framework.engine.distributed import DistContext, init_distributed, no_s
 from rae_framework.engine.draws import (BLOCK_ROWS, RowKeys, StepDraws, augment_rows, block_generator,
                                         denoiser_draws, draw_rows, draw_step, step_generator)
 from rae_framework.engine.ema import EMA
+from rae_framework.engine.generation import generate_batch, load_guide, velocity_field
 from rae_framework.engine.images import save_grid, to_uint8, uint8_to_tensor, write_npz
 from rae_framework.engine.logging import RunLogger, progress
 from rae_framework.engine.metrics import build_metric, reduce_metric
@@ -43,12 +44,13 @@ from rae_framework.engine.statistics import (LatentStatistics, all_reduce_statis
 from rae_framework.files import atomic_write, atomic_write_text
 
 __all__ = [
-    "BLOCK_ROWS", "CheckpointManager", "DistContext", "EMA", "LatentStatistics", "OptimizerConfig", "RowKeys",
-    "RunLogger", "RunResult", "RunState", "StageRecord", "StepDraws", "all_reduce_statistics", "atomic_write",
-    "atomic_write_text", "augment_rows", "block_generator", "build_metric", "build_optimizer", "build_rae",
-    "build_scheduler", "clip_gradients", "denoiser_draws", "draw_rows", "draw_step", "encode_fn", "file_sha256",
-    "holdout_images", "init_distributed", "json_sha256", "load_statistics", "match_size", "module_tensors",
-    "no_sync", "progress", "reconstruct", "reduce_metric", "rng_state", "run_assembly", "save_final_weights",
-    "save_grid", "save_statistics", "save_weights", "set_rng_state", "statistics_file", "step_generator",
-    "swapped_decoder", "to_uint8", "uint8_to_tensor", "unwrap", "wrap_model", "write_npz",
+    "all_reduce_statistics", "atomic_write", "atomic_write_text", "augment_rows", "block_generator", "BLOCK_ROWS",
+    "build_metric", "build_optimizer", "build_rae", "build_scheduler", "CheckpointManager", "clip_gradients",
+    "denoiser_draws", "DistContext", "draw_rows", "draw_step", "EMA", "encode_fn", "file_sha256", "generate_batch",
+    "holdout_images", "init_distributed", "json_sha256", "LatentStatistics", "load_guide", "load_statistics",
+    "match_size", "module_tensors", "no_sync", "OptimizerConfig", "progress", "reconstruct", "reduce_metric",
+    "rng_state", "RowKeys", "run_assembly", "RunLogger", "RunResult", "RunState", "save_final_weights", "save_grid",
+    "save_statistics", "save_weights", "set_rng_state", "StageRecord", "statistics_file", "step_generator",
+    "StepDraws", "swapped_decoder", "to_uint8", "uint8_to_tensor", "unwrap", "velocity_field", "wrap_model",
+    "write_npz",
 ]

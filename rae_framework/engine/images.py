@@ -12,8 +12,9 @@ from rae_framework.files import atomic_write
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` in [0, 1] -> ``(B, H, W, 3)`` uint8 (the ADM layout)."""
-    scaled = (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    """``(B, 3, H, W)`` in [0, 1] -> ``(B, H, W, 3)`` uint8 (the ADM layout), truncated as the reference
+    quantises its samples (src/sample_ddp.py:L276-277, ``clamp(0, 1).mul(255).to(torch.uint8)``)."""
+    scaled = (images.float().clamp(0.0, 1.0) * 255.0).to(torch.uint8)
     return scaled.permute(0, 2, 3, 1).cpu().numpy()
 
 

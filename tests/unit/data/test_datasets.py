@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from rae_framework.data.datasets import (BatchPlan, ImageFolderDataset, build_dataset, center_crop_arr,
-                                         resize_random_crop)
+                                         class_names, resize_random_crop)
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import ConfigError
@@ -91,6 +91,15 @@ def test_latent_cache_stores_flips_and_reads_batches(tmp_path):
         assert torch.equal(row, encode(dataset[item][0][None])[0])
     assert labels.tolist() == [1, 3, 5] and labels.dtype == torch.int64
     assert LatentCache.is_complete(tmp_path / "cache", "k1") and not LatentCache.is_complete(tmp_path / "cache", "k2")
+
+
+def test_class_names_of_digits_and_folders(tmp_path):
+    assert class_names(DataConfig(source="digits")) == [str(digit) for digit in range(10)]
+    for name in ("tench", "goldfish", "axolotl"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "notes.txt").write_text("not a class")
+    assert class_names(DataConfig(source="folder", root=str(tmp_path))) == ["axolotl", "goldfish", "tench"]
+    assert class_names(DataConfig(source="folder", root=str(tmp_path / "elsewhere"))) is None
 
 
 def test_resize_random_crop_equals_torchvision_resize_then_crop(tmp_path):
