@@ -9,7 +9,6 @@ name through the run's session: this stage imports no other plugin.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.nn import functional as F
 
 from rae_framework.data.datasets import BatchPlan, PlannedBatches, build_dataset
 from rae_framework.data.loading import LoaderSettings, StackImages, planned_loader, to_device
