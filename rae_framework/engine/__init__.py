@@ -7,6 +7,7 @@ The stages themselves are registered components of kind ``stage`` (the first-par
 Run directory::
 
     assembly.yaml                 the resolved assembly (presets merged, derived values filled)
+    classes.json                  the dataset's class names (index = label), for sampling by name
     log.txt, metrics.csv          text log; one row per logged scalar (time, stage, step, name, value)
     tensorboard/                  the same scalars as TensorBoard events
     checkpoints/<stage>/step_N/   training checkpoints (model/ema/... .safetensors + state.pt), keep-last-N

@@ -10,6 +10,7 @@ newest step checkpoint. Under ``torchrun`` every rank runs this; rank 0 writes t
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rae_framework.data.datasets import class_names
 from rae_framework.engine.distributed import DistContext, init_distributed
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.run_state import RunState, StageRecord
@@ -62,6 +64,14 @@ def check_upstream(state: RunState, chosen: list[str]) -> None:
                                   f"finished in {state.out_dir}; run '{upstream}' first (or run without --stage)")
 
 
+def write_class_names(out_dir: Path, assembly) -> None:
+    """``classes.json``: the dataset's class names (index = label), so that ``rae sample`` and ``load_run``
+    take labels by name; nothing when the data is not on this machine."""
+    names = class_names(assembly.data)
+    if names is not None:
+        atomic_write_text(out_dir / "classes.json", json.dumps(names))
+
+
 def seed_everything(seed: int, rank: int) -> None:
     """Global torch/numpy/python RNGs (per rank); the loops' own draws use seeded generators."""
     value = seed + 1_000_003 * rank
@@ -86,6 +96,7 @@ def run_assembly(assembly, out_dir: str | Path, *, resume: bool = True, stages: 
     try:
         if context.is_main:
             atomic_write_text(out_dir / "assembly.yaml", assembly.to_yaml())
+            write_class_names(out_dir, assembly)
             for warning in assembly.warnings:
                 logger.warning(warning)
         context.barrier()

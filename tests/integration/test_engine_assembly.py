@@ -181,3 +181,9 @@ def test_fresh_reruns_finished_stages_and_a_lone_stage_needs_what_it_reads(finis
     with pytest.raises(rae_framework.ConfigError, match="reads the outputs of stage 'train_decoder'"):
         run_assembly(assembly, tmp_path / "empty", stages=["sample"])
     assert not (tmp_path / "empty" / "samples").exists()
+
+
+@pytest.mark.slow
+def test_the_run_saves_its_class_names(finished_run):
+    folder, _ = finished_run
+    assert json.loads((folder / "run" / "classes.json").read_text()) == [str(digit) for digit in range(10)]
