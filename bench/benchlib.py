@@ -13,8 +13,8 @@ from collections.abc import Callable
 import torch
 from torch.utils import flop_counter
 
-from rae_framework.engine import EMA, OptimizerConfig, build_optimizer, clip_gradients, step_generator
-from rae_stages.train_denoiser import STREAM_STAGE2, draw_step
+from rae_framework.engine import EMA, OptimizerConfig, build_optimizer, clip_gradients, draw_step, step_generator
+from rae_stages.train_denoiser import STREAM_STAGE2
 
 
 def counted_flops(fn: Callable[[], object]) -> int:

@@ -27,7 +27,8 @@ import torch
 
 import rae_framework
 from rae_framework.engine import EMA, OptimizerConfig, build_optimizer, clip_gradients, step_generator
-from rae_stages.train_denoiser import STREAM_STAGE2, draw_step
+from rae_framework.engine import draw_step
+from rae_stages.train_denoiser import STREAM_STAGE2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import counted_flops  # noqa: E402  (this folder's shared helpers)

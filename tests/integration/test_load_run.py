@@ -110,7 +110,7 @@ def test_seed_and_generator_reproduce_and_output_types_agree(pipe):
     assert np.array_equal(first, again) and not np.array_equal(first, other)
     tensor = pipe([1, 2], seed=5, output_type="pt", progress_bar=False).images  # (2, 3, 16, 16) in [0, 1]
     assert tensor.shape == (2, 3, 16, 16) and 0.0 <= tensor.min() and tensor.max() <= 1.0
-    assert np.array_equal((tensor * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), first)
+    assert np.array_equal((tensor * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy(), first)  # truncated, as ADM
     latents = pipe([1, 2], seed=5, output_type="latent", progress_bar=False).images
     assert latents.shape == (2, *pipe.latent_shape)
     assert torch.equal(pipe.decode(latents), tensor)
