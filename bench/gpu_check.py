@@ -39,8 +39,7 @@ import torch
 import rae_framework
 from rae_framework.autoencoder import RepresentationAutoencoder
 from rae_framework.data.latent_cache import build_latent_cache
-from rae_framework.engine import step_generator
-from rae_framework.engine import draw_step
+from rae_framework.engine import draw_step, step_generator
 from rae_stages.train_denoiser import STREAM_STAGE2
 from rae_denoisers.attention import AttentionBackend, xformers_unavailable_reason
 

@@ -26,8 +26,7 @@ from collections.abc import Callable
 import torch
 
 import rae_framework
-from rae_framework.engine import EMA, OptimizerConfig, build_optimizer, clip_gradients, step_generator
-from rae_framework.engine import draw_step
+from rae_framework.engine import EMA, OptimizerConfig, build_optimizer, clip_gradients, draw_step, step_generator
 from rae_stages.train_denoiser import STREAM_STAGE2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
