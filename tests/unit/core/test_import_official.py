@@ -90,7 +90,7 @@ def test_import_writes_our_checkpoints_and_an_assembly_that_loads_them(reference
         for key in weights:
             assert torch.equal(saved[key], weights[key]) and torch.equal(built[key], weights[key]), (role, key)
     stats = load_file(str(tmp_path / "run" / "checkpoints" / "latent_stats.safetensors"))
-    assert set(stats) == {"var"} and torch.equal(stats["var"], torch.load(tmp_path / "stat.pt")["var"])
+    assert set(stats) == {"var"} and torch.equal(stats["var"], torch.load(tmp_path / "stat.pt", weights_only=True)["var"])
     document = yaml.safe_load(imported.read_text())
     assert document["autoencoder"]["statistics"].endswith("latent_stats.safetensors")
 
