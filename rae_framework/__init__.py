@@ -33,6 +33,8 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.data.config",
     "rae_framework.data.datasets",
     "rae_framework.data.latent_cache",
+    "rae_framework.data.image_rows",  # images read by rows: npz, folders, datasets
+    "rae_framework.data.npz_stream",  # .npz members read and written in batches
     "rae_framework.data.cache_plan",  # latent cache settings, size, disk check (torch-free)
     "rae_framework.data.loading",  # planned batches from DataLoader workers
     "rae_framework.data.npz_stream",  # .npz rows read and written in batches

@@ -76,6 +76,8 @@ class NpzArray:
             _npy_header(member)
             member.seek(member.tell() + start * self.row_bytes)
             data = member.read((stop - start) * self.row_bytes)
+        if len(data) != (stop - start) * self.row_bytes:
+            raise ValueError(f"{self.path}:{self.name} ends before row {stop} (truncated file?)")
         return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:]).copy()
 
     def batches(self, batch_size: int, rows: range | None = None) -> Iterator[np.ndarray]:

@@ -34,7 +34,8 @@ from rae_framework.engine.draws import (BLOCK_ROWS, RowKeys, StepDraws, augment_
                                         denoiser_draws, draw_rows, draw_step, step_generator)
 from rae_framework.engine.ema import EMA
 from rae_framework.engine.generation import generate_batch, load_guide, velocity_field
-from rae_framework.engine.images import save_grid, to_uint8, uint8_to_tensor, write_npz
+from rae_framework.data.image_rows import uint8_to_tensor
+from rae_framework.engine.images import save_grid, to_uint8, write_npz
 from rae_framework.engine.logging import RunLogger, progress
 from rae_framework.engine.metrics import build_metric, reduce_metric
 from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients

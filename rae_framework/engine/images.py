@@ -18,11 +18,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return scaled.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-
-
 def write_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Atomically write ``arr_0`` uint8 ``(N, H, W, 3)`` and ``arr_1`` int64 ``(N,)``."""
     atomic_write(path, lambda temp: np.savez(temp, arr_0=images, arr_1=labels.astype(np.int64)))
