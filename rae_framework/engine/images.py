@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rae_framework.data.npz_stream import Member, write_npz as write_npz_members
 from rae_framework.files import atomic_write
 
 
@@ -19,8 +20,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def write_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Atomically write ``arr_0`` uint8 ``(N, H, W, 3)`` and ``arr_1`` int64 ``(N,)``."""
-    atomic_write(path, lambda temp: np.savez(temp, arr_0=images, arr_1=labels.astype(np.int64)))
+    """Atomically write in-memory ``arr_0`` uint8 ``(N, H, W, 3)`` and ``arr_1`` int64 ``(N,)`` (through the
+    streaming writer, :func:`rae_framework.data.npz_stream.write_npz`, as one chunk each)."""
+    write_npz_members(path, {"arr_0": Member(images.shape, np.uint8, [images]),
+                             "arr_1": Member(labels.shape, np.int64, [labels])})
 
 
 def save_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int, max_classes: int) -> None:
