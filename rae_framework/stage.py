@@ -46,6 +46,9 @@ class StageSpec:
     sections: tuple[str, ...] = ()  # assembly sections read besides the seed: 'autoencoder', 'data'
     reads: tuple[str, ...] = ()  # stages whose outputs this stage consumes (their output hashes are hashed)
     settings_of: tuple[str, ...] = ()  # other stages whose settings this one depends on
+    # dotted paths inside its roles and sections that the stage does not depend on, left out of its input hash
+    # (e.g. 'components.decoder' for a stage that builds the autoencoder only to encode)
+    ignores: tuple[str, ...] = ()
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> path relative to the run directory
     resumable: bool = False  # writes step checkpoints under checkpoints/<stage>/ and resumes from them
 

@@ -93,12 +93,18 @@ class TrainDecoderStage(TrainingStageConfig):
 
 
 
+# latent_stats and train_denoiser build the autoencoder only to encode, in eval mode: the decoder (built
+# untrained) and the decoder-training noise (train mode only) do not change what they compute, so a sweep over
+# them (Finding 3, decoder noise tau) shares one denoiser.
+ENCODE_ONLY = ("components.decoder", "autoencoder.noise_tau")
+
+
 class LatentStatsStage(StageConfig):
     """Exact per-position latent mean/variance over the training set."""
 
     spec: ClassVar[StageSpec] = StageSpec(
         order=200, summary="exact per-position mean and variance of the latents over the training split",
-        roles=("encoder", "decoder"), sections=("autoencoder", "data"),
+        roles=("encoder", "decoder"), sections=("autoencoder", "data"), ignores=ENCODE_ONLY,
         outputs={"latent_stats": "checkpoints/latent_stats.safetensors"})
 
     batch_size: int = Field(64, gt=0, description="Encoding batch size.")
@@ -110,7 +116,7 @@ class TrainDenoiserStage(TrainingStageConfig):
     spec: ClassVar[StageSpec] = StageSpec(
         order=300, summary="flow matching of the denoiser on the normalised latents",
         roles=("encoder", "decoder", "denoiser", "schedule"), sections=("autoencoder", "data"),
-        reads=("latent_stats",),
+        reads=("latent_stats",), ignores=ENCODE_ONLY,
         outputs={"denoiser": "checkpoints/denoiser.safetensors",
                  "denoiser_ema": "checkpoints/denoiser_ema.safetensors"},
         resumable=True)

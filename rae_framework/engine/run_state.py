@@ -3,6 +3,7 @@ records and input hashes (derived from each stage's :class:`~rae_framework.stage
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -52,6 +53,19 @@ class StageRecord:
         """Hash ``outputs`` (files under ``out_dir``) into a record."""
         hashes = {str(path.relative_to(out_dir)): file_sha256(path) for path in outputs}
         return cls(stage, input_hash, hashes, time.time())
+
+
+def without_paths(data: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of the nested ``data`` without the dotted ``paths`` (absent ones are ignored)."""
+    data = copy.deepcopy(data)
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = data
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return data
 
 
 class RunState:
@@ -129,13 +143,14 @@ class RunState:
     # --- records and hashes ------------------------------------------------------------------------------
     def config_sections(self, stage: str) -> dict[str, Any]:
         """The resolved assembly parts ``stage`` depends on (its spec says which): the seed (randomly
-        initialised components depend on it), sections, component roles, its own and other stages' settings."""
+        initialised components depend on it), sections, component roles, its own and other stages' settings,
+        less the paths the spec ``ignores``."""
         resolved, spec = self.assembly.resolved(), self.spec(stage)
         data = {section: resolved[section] for section in ("seed", *spec.sections)}
         data["components"] = {role: resolved["components"].get(role) for role in (*spec.roles, *spec.optional_roles)}
         data["stage"] = resolved["stages"].get(stage)
         data["settings_of"] = {other: resolved["stages"].get(other) for other in spec.settings_of}
-        return data
+        return without_paths(data, spec.ignores)
 
     def input_hash(self, stage: str) -> str:
         """Hash of the stage's config sections and its upstream stages' output hashes."""

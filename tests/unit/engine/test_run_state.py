@@ -55,6 +55,30 @@ def test_hash_follows_only_the_sections_a_stage_reads(tmp_path):
         assert changed.input_hash(stage) == base.input_hash(stage)
 
 
+def test_encoding_stages_ignore_the_decoder_and_its_training_noise(tmp_path):
+    """latent_stats and train_denoiser only encode (eval mode): a decoder or noise_tau change (Finding 3's
+    sweep) leaves their hashes, so a sweep shares one denoiser; the decoder's own stage and sampling rerun."""
+    base = state_for(tmp_path)
+
+    def decoder_width(resolved):
+        resolved["components"]["decoder"]["params"]["width"] = 2
+
+    def no_noise(resolved):
+        resolved["autoencoder"]["noise_tau"] = 0.0
+
+    def latent_eps(resolved):
+        resolved["autoencoder"]["latent_eps"] = 1e-3
+
+    for change in (decoder_width, no_noise):
+        changed = state_for(tmp_path, change)
+        for stage in ("latent_stats", "train_denoiser"):
+            assert changed.input_hash(stage) == base.input_hash(stage), (change.__name__, stage)
+        for stage in ("train_decoder", "sample"):
+            assert changed.input_hash(stage) != base.input_hash(stage), (change.__name__, stage)
+    for stage in ("latent_stats", "train_denoiser"):  # the rest of the autoencoder section still counts
+        assert state_for(tmp_path, latent_eps).input_hash(stage) != base.input_hash(stage)
+
+
 def test_upstream_outputs_enter_the_hash(tmp_path):
     state = state_for(tmp_path)
     before = state.input_hash("train_denoiser")
