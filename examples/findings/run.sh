@@ -43,7 +43,7 @@ for finding in $findings; do
   case $finding in
     f2) sweep finding2-shift --grid components.schedule.params.shift_base=${SHIFT_BASES:-256,4096,64,1024} ;;
     f3) sweep finding3-noise-tau --grid autoencoder.noise_tau=0.0,0.8 ;;
-    f1) if [ "$scale" = full ]; then widths=32,48,64,96,128; else widths=32,64,128; fi
+    f1) if [ "$scale" = full ]; then widths=${WIDTHS:-32,48,64,96,128}; else widths=${WIDTHS:-32,64,128}; fi
         sweep finding1-width --set components.denoiser="$dit" --grid components.denoiser.params.hidden_size=$widths ;;
     ddt) sweep ddt-head --grid "components.denoiser=$dit,$dit_dh" ;;
     *) echo "unknown finding '$finding' (f1 f2 f3 ddt)" >&2; exit 2 ;;
