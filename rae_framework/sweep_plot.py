@@ -41,12 +41,25 @@ def _axes(draw: ImageDraw.ImageDraw, left: int, title: str, low: float, high: fl
         draw.text((left + 4, y - 6), f"{value:.4g}", fill=INK)
 
 
+def x_labels(settings: list[str]) -> tuple[list[list[str]], str]:
+    """Label lines per setting and a caption: when every setting sets the same keys (``key=value`` parts
+    joined by ``__``), the lines are the values and the caption names the keys; else whole parts, no caption."""
+    parts = [setting.split("__") for setting in settings]
+    keys = [[part.split("=", 1)[0] for part in setting] for setting in parts]
+    shared = all("=" in part for setting in parts for part in setting) and all(k == keys[0] for k in keys)
+    if shared:
+        return [[part.split("=", 1)[1][:22] for part in setting][:4] for setting in parts], ", ".join(keys[0])
+    return [[part[:22] for part in setting][:4] for setting in parts], ""
+
+
 def _x_labels(draw: ImageDraw.ImageDraw, left: int, settings: list[str]) -> None:
-    for index, setting in enumerate(settings):
+    lines_per_setting, caption = x_labels(settings)
+    for index, lines in enumerate(lines_per_setting):
         x = _x_pixel(index, len(settings), left)
-        lines = [part[:22] for part in setting.split("__")][:4]
         for row, line in enumerate(lines):
             draw.text((x - 3 * len(line), PANEL_H - MARGIN_B + 6 + 12 * row), line, fill=INK)
+    if caption:
+        draw.text((left + MARGIN_L, PANEL_H - 16), caption[:50], fill=INK)
 
 
 def _panel(draw: ImageDraw.ImageDraw, left: int, metric: str, summaries, rows) -> None:

@@ -93,3 +93,12 @@ def test_reuse_folders_yield_runs_one_or_two_levels_down(tmp_path):
     assert run_directories([tmp_path / "parent"]) == [tmp_path / "parent" / "sweep" / "b"]
     with pytest.raises(ConfigError, match="--reuse"):
         run_directories([tmp_path / "missing"])
+
+
+def test_plot_labels_show_values_under_a_shared_key_caption():
+    from rae_framework.sweep_plot import x_labels
+
+    assert x_labels(["shift_base=4096", "shift_base=64"]) == ([["4096"], ["64"]], "shift_base")
+    two_keys = x_labels(["lr=0.1__steps=5", "lr=0.2__steps=9"])
+    assert two_keys == ([["0.1", "5"], ["0.2", "9"]], "lr, steps")
+    assert x_labels(["base", "lr=0.1"]) == ([["base"], ["lr=0.1"]], "")  # keys differ: whole parts
