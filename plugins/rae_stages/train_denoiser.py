@@ -198,12 +198,12 @@ def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger
 
 def cache_key(run: RunState, flips: bool, dtype: str) -> str:
     """What a latent cache depends on: encoder, data, autoencoder settings, statistics, flips, storage dtype
-    (not the run's seed: runs with other seeds share the cache; not the decoder's training noise, which
-    eval-mode encoding never applies)."""
+    (not the run's seed: runs with other seeds share the cache; of the autoencoder settings, only those the
+    stage's input hash counts: eval-mode encoding never applies the decoder's training noise)."""
     stats, data = run.record("latent_stats"), run.assembly.data
     return json_sha256({"data": data.model_dump(exclude={"num_workers"}),
                         "encoder": run.assembly.resolved()["components"]["encoder"],
-                        "autoencoder": run.assembly.autoencoder.model_dump(exclude={"noise_tau"}),
+                        "autoencoder": run.config_sections("train_denoiser")["autoencoder"],
                         "statistics": stats.output_hash if stats else None, "flips": flips, "dtype": dtype})
 
 
