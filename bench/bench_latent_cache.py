@@ -27,7 +27,7 @@ from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImage
 from rae_framework.engine.distributed import DistContext  # noqa: E402
 from rae_framework.engine.logging import RunLogger  # noqa: E402
 from rae_framework.engine.run_state import RunState  # noqa: E402
-from rae_framework.engine import build_rae, encode_fn  # noqa: E402
+from rae_framework.engine import TrainingJob, build_rae, encode_fn  # noqa: E402
 from rae_stages.train_denoiser import train_denoiser  # noqa: E402
 
 DEFAULT_ASSEMBLY = """
@@ -61,9 +61,9 @@ def steps_per_second(state: RunState, source, stage, folder: Path) -> float:
     """Train ``stage.steps`` steps from the role-seeded initial weights; rate over all but the first step."""
     state.forget("denoiser")
     stamps: list[float] = []
-    train_denoiser(state.component("denoiser"), state.component("schedule"), source, stage,
-                   checkpoint_dir=folder, seed=0, logger=RunLogger(folder, enabled=False), resume=False,
-                   on_step=lambda step, loss: stamps.append(time.perf_counter()))
+    job = TrainingJob("train_denoiser", folder, RunLogger(folder, enabled=False), resume=False,
+                      on_step=lambda step, loss: stamps.append(time.perf_counter()))
+    train_denoiser(state.component("denoiser"), state.component("schedule"), source, stage, job)
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 

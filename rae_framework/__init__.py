@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework",  # build, load_assembly, hookimpl, Session, errors, ensure_torchvision_importable
     "rae_framework.interfaces",  # what components and stages implement
-    "rae_framework.config",  # ComponentConfig, AutoencoderConfig, OptimizerConfig, latent_shape_of
+    "rae_framework.config",  # ComponentConfig, AutoencoderConfig, OptimizerConfig, LatentShape, latent_shape_of
     "rae_framework.errors",
     "rae_framework.stage",  # StageSpec, StageConfig, StageProblem: what a stage plugin declares
     "rae_framework.engine",  # the stage toolkit (its package namespace only, not its submodules)
@@ -37,9 +37,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.data.npz_stream",  # .npz members read and written in batches
     "rae_framework.data.cache_plan",  # latent cache settings, size, disk check (torch-free)
     "rae_framework.data.loading",  # planned batches from DataLoader workers
-    "rae_framework.data.npz_stream",  # .npz rows read and written in batches
     "rae_framework.data.sample_shards",  # per-rank uint8 sample shards merged into samples.npz
-    "rae_framework.data.image_rows",  # image collections read by rows (npz, folder, dataset)
     "rae_framework.files",  # atomic writes
     "rae_framework.interop",
     "rae_framework.nn",  # tensor helpers shared by component families: unpatchify, sin-cos position table

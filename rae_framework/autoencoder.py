@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rae_framework.config import AutoencoderConfig
+from rae_framework.config import AutoencoderConfig, LatentShape
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Decoder, Encoder
 
@@ -56,7 +56,7 @@ class RepresentationAutoencoder(nn.Module):
             self.set_statistics(*load_statistics(self.config.statistics))
 
     @property
-    def latent_shape(self) -> tuple[int, int, int]:
+    def latent_shape(self) -> LatentShape:
         """``(C, h, w)`` of the latents (:attr:`Encoder.latent_shape`)."""
         return self.encoder.latent_shape
 
@@ -122,9 +122,11 @@ class RepresentationAutoencoder(nn.Module):
             tokens = self.add_noise(tokens, generator, noise)
         return self.normalize(tokens_to_latent(tokens))
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Normalised latent ``(B, C, h, w)`` -> images ``(B, 3, H', W')`` (not clamped)."""
-        pixels = self.decoder(latent_to_tokens(self.denormalize(latent)))  # (B, 3, H', W'), normalised space
+    def decode(self, latent: torch.Tensor, decoder: nn.Module | None = None) -> torch.Tensor:
+        """Normalised latent ``(B, C, h, w)`` -> images ``(B, 3, H', W')`` (not clamped), with :attr:`decoder`
+        or the given ``decoder`` (its DDP-wrapped form while training, its EMA copy for evaluation)."""
+        tokens = latent_to_tokens(self.denormalize(latent))  # (B, N, C)
+        pixels = (decoder or self.decoder)(tokens)  # (B, 3, H', W'), normalised space
         return pixels * self.image_std + self.image_mean
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -6,7 +6,7 @@ Kept free of torch so that ``list``, ``describe`` and ``validate`` never import 
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,11 +64,31 @@ class OptimizerConfig(ComponentConfig):
                             "reference trains with fused AdamW (reference: src/utils/optim_utils.py:L39).")
 
 
-def latent_shape_of(encoder_config: ComponentConfig) -> tuple[int, int, int] | None:
+class LatentShape(NamedTuple):
+    """``(C, h, w)`` of the RAE's latents: the one value type of the latent shape (a tuple, so it unpacks and
+    compares like one). The assembly derives it once from the encoder's Config; the built encoder, the RAE
+    and the denoisers report the same type."""
+
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def tokens(self) -> int:
+        """Latent positions ``h * w`` (the decoder's patches, the denoiser's tokens)."""
+        return self.height * self.width
+
+    @property
+    def numel(self) -> int:
+        """Latent dimensions ``C * h * w`` (what the time shift is derived from)."""
+        return self.channels * self.height * self.width
+
+
+def latent_shape_of(encoder_config: ComponentConfig) -> LatentShape | None:
     """``(token_dim, grid, grid)``: the latent shape an encoder config implies (torch-free), or None when the
     config does not expose the integer properties ``token_dim`` and ``grid_size`` (tokens per side at its
-    input size). The one derivation of the latent shape: the assembly and the RAE both use it."""
+    input size). The one derivation of the latent shape: the assembly and the built encoder both use it."""
     token_dim, grid = getattr(encoder_config, "token_dim", None), getattr(encoder_config, "grid_size", None)
     if not isinstance(token_dim, int) or not isinstance(grid, int):
         return None
-    return (token_dim, grid, grid)
+    return LatentShape(token_dim, grid, grid)

@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from rae_framework.config import Component, ComponentConfig
+from rae_framework.config import Component, ComponentConfig, LatentShape
 from rae_framework.stage import Stage
 
 __all__ = [
@@ -74,11 +74,11 @@ class Encoder(Component, nn.Module, ABC):
         return (self.input_size // self.patch_size) ** 2
 
     @property
-    def latent_shape(self) -> tuple[int, int, int]:
+    def latent_shape(self) -> LatentShape:
         """``(C, h, w)`` of the RAE's latents: the token dim and the token grid at ``input_size`` (a built
         encoder's twin of :func:`rae_framework.config.latent_shape_of`, which reads only its Config)."""
         grid = self.input_size // self.patch_size
-        return (self.token_dim, grid, grid)
+        return LatentShape(self.token_dim, grid, grid)
 
     @abstractmethod
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -123,6 +123,11 @@ class Denoiser(Component, nn.Module, ABC):
     def __init__(self, config: ComponentConfig) -> None:
         nn.Module.__init__(self)
         Component.__init__(self, config)
+
+    @property
+    def latent_shape(self) -> LatentShape:
+        """``(C, h, w)`` of the latents it denoises (``in_channels``, ``input_size`` squared)."""
+        return LatentShape(self.in_channels, self.input_size, self.input_size)
 
     @abstractmethod
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rae_framework.config import Component, ComponentConfig
 
@@ -86,6 +86,34 @@ class StageConfig(ComponentConfig):
         """Cross-checks against the rest of the assembly (known metric names, ...); none by default."""
         del context
         return []
+
+
+class TrainingStageConfig(StageConfig):
+    """What every training stage shares: its length, logging and step checkpoints (what the engine's
+    training loop, :func:`rae_framework.engine.train`, reads)."""
+
+    steps: int = Field(1000, gt=0, description="Optimiser steps.")
+    checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
+    keep_last: int = Field(2, gt=0, description="Checkpoints kept (besides those of save_at).")
+    save_at: list[int] = Field([], description="Steps whose checkpoints are also written and never pruned, e.g. "
+                                               "the reference's autoguidance guide, a DiT^DH-S at epoch 14 while "
+                                               "its LR is still constant.")
+    log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")
+
+    @model_validator(mode="after")
+    def _save_at_within_the_run(self) -> TrainingStageConfig:
+        outside = [step for step in self.save_at if not 0 < step <= self.steps]
+        if outside:
+            raise ValueError(f"save_at steps {outside} are outside 1..steps ({self.steps})")
+        return self
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether step ``step`` (1-based, just finished) writes a checkpoint."""
+        return step % self.checkpoint_every == 0 or step == self.steps or step in self.save_at
+
+    def log_due(self, step: int) -> bool:
+        """Whether step ``step`` (1-based, just finished) logs its scalars."""
+        return step % self.log_every == 0 or step == self.steps
 
 
 class Stages(Mapping[str, StageConfig]):

@@ -8,39 +8,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from rae_framework.config import OptimizerConfig
 from rae_framework.data.cache_plan import LatentCacheConfig
 from rae_framework.errors import ConfigError
-from rae_framework.stage import StageCheckContext, StageConfig, StageProblem, StageSpec
-
-
-class TrainingStageConfig(StageConfig):
-    """What every training stage shares: its length, logging and step checkpoints."""
-
-    steps: int = Field(1000, gt=0, description="Optimiser steps.")
-    checkpoint_every: int = Field(500, gt=0, description="Steps between checkpoints.")
-    keep_last: int = Field(2, gt=0, description="Checkpoints kept (besides those of save_at).")
-    save_at: list[int] = Field([], description="Steps whose checkpoints are also written and never pruned, e.g. "
-                                               "the reference's autoguidance guide, a DiT^DH-S at epoch 14 while "
-                                               "its LR is still constant.")
-    log_every: int = Field(10, gt=0, description="Steps between rows in metrics.csv / TensorBoard.")
-
-    @model_validator(mode="after")
-    def _save_at_within_the_run(self) -> TrainingStageConfig:
-        outside = [step for step in self.save_at if not 0 < step <= self.steps]
-        if outside:
-            raise ValueError(f"save_at steps {outside} are outside 1..steps ({self.steps})")
-        return self
-
-    def checkpoint_due(self, step: int) -> bool:
-        """Whether step ``step`` (1-based, just finished) writes a checkpoint."""
-        return step % self.checkpoint_every == 0 or step == self.steps or step in self.save_at
-
-    def log_due(self, step: int) -> bool:
-        """Whether step ``step`` (1-based, just finished) logs its scalars."""
-        return step % self.log_every == 0 or step == self.steps
+from rae_framework.stage import StageCheckContext, StageConfig, StageProblem, StageSpec, TrainingStageConfig
 
 
 class TrainDecoderStage(TrainingStageConfig):
@@ -137,6 +110,11 @@ class TrainDenoiserStage(TrainingStageConfig):
                                             description="Encode the dataset once and train from disk: enabled, "
                                                         "dtype, flips, folder (true/false = enabled).")
     cache_batch_size: int = Field(64, gt=0, description="Images per encoder batch while building the latent cache.")
+
+    @property
+    def engine_dropout(self) -> float:
+        """The probability with which the engine drops labels (0 when the denoiser drops them itself)."""
+        return self.class_dropout if self.label_dropout == "engine" else 0.0
 
 
 class SampleStage(StageConfig):

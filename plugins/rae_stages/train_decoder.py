@@ -9,7 +9,7 @@ name through the run's session: this stage imports no other plugin.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +20,10 @@ from torch import nn
 
 from rae_framework.data.datasets import BatchPlan, PlannedBatches, build_dataset
 from rae_framework.data.loading import LoaderSettings, StackImages, planned_loader, to_device
-from rae_framework.engine import (CheckpointManager, DistContext, EMA, RowKeys, RunLogger, RunState, build_metric,
+from rae_framework.engine import (DistContext, EMA, RowKeys, RunState, TrainingJob, TrainingTask, build_metric,
                                   build_optimizer, build_rae, build_scheduler, clip_gradients, holdout_images,
-                                  match_size, module_tensors, progress, reconstruct, reduce_metric, rng_state,
-                                  save_final_weights, set_rng_state, to_uint8, unwrap, wrap_model)
-from rae_framework.errors import TrainingDivergedError
+                                  match_size, module_tensors, reconstruct, reduce_metric, save_final_weights,
+                                  to_uint8, train, wrap_model)
 from rae_framework.interfaces import Stage
 from rae_stages.configs import TrainDecoderStage
 
@@ -47,7 +46,7 @@ class Stage1Parts:
 class Stage1State:
     """Trainable state of stage 1 (decoder, its EMA, optimisers; discriminator when present)."""
 
-    decoder: nn.Module
+    decoder: nn.Module  # the unwrapped decoder (``rae.decoder``)
     ema: EMA
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -55,32 +54,6 @@ class Stage1State:
     disc_optimizer: torch.optim.Optimizer | None = None
     disc_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     step: int = 0
-
-    def _modules(self) -> dict[str, nn.Module]:
-        modules = {"decoder": unwrap(self.decoder), "ema": self.ema.model}
-        return {**modules, "discriminator": self.discriminator} if self.discriminator is not None else modules
-
-    def _optimizers(self) -> dict[str, object]:
-        named = {"optimizer": self.optimizer, "scheduler": self.scheduler}
-        if self.disc_optimizer is not None:
-            named.update(disc_optimizer=self.disc_optimizer, disc_scheduler=self.disc_scheduler)
-        return named
-
-    def save(self, manager: CheckpointManager) -> Path:
-        """Checkpoint all weights, optimiser/scheduler states and RNG states at the current step."""
-        weights = {name: module_tensors(module) for name, module in self._modules().items()}
-        state = {name: item.state_dict() for name, item in self._optimizers().items()}
-        return manager.save(self.step, weights, {**state, "rng": rng_state(), "data_position": self.step})
-
-    def load(self, manager: CheckpointManager) -> None:
-        """Continue from the latest checkpoint of ``manager``."""
-        weights, state = manager.load()
-        for name, module in self._modules().items():
-            module.load_state_dict(weights[name])
-        for name, item in self._optimizers().items():
-            item.load_state_dict(state[name])
-        set_rng_state(state["rng"])
-        self.step = int(state["step"])
 
 
 def build_stage1_state(rae: nn.Module, stage: TrainDecoderStage, parts: Stage1Parts,
@@ -137,7 +110,7 @@ def generator_loss(state: Stage1State, parts: Stage1Parts, stage: TrainDecoderSt
         return loss, logged
     state.discriminator.eval()  # the generator step sees the discriminator in eval mode (train_stage1.py:L376)
     gan = parts.gan_loss.generator_loss(state.discriminator(_augmented(parts, recon, rows, 0)).float())
-    weight = adaptive_weight(loss, gan, unwrap(state.decoder).last_layer_weight, stage.max_adaptive_weight, context)
+    weight = adaptive_weight(loss, gan, state.decoder.last_layer_weight, stage.max_adaptive_weight, context)
     logged.update(gan=float(gan.detach()), adaptive_weight=float(weight))
     return loss + stage.gan_weight * weight * gan, logged
 
@@ -156,7 +129,7 @@ def discriminator_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, s
     step uses the unwrapped module, gradients are averaged over ranks, so every rank keeps the same weights."""
     if state.discriminator is None or state.step < stage.discriminator_start_step:
         return {}
-    fake = quantize_fake(reconstruct(rae, unwrap(state.decoder), images))  # (B, 3, H', W')
+    fake = quantize_fake(reconstruct(rae, state.decoder, images))  # (B, 3, H', W')
     real = match_size(images, fake.shape[-2:])
     state.discriminator.train()
     state.disc_optimizer.zero_grad(set_to_none=True)
@@ -171,11 +144,11 @@ def discriminator_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, s
     return {"disc_loss": float(loss.detach())}
 
 
-def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
-                 images: torch.Tensor, manager: CheckpointManager, rows: RowKeys,
-                 context: DistContext) -> dict[str, float]:
-    """Encode (no grad, noisy), decode, one decoder update, EMA, then one discriminator update (the
-    reference's order, src/train_stage1.py:L371-450).
+def decoder_loss(rae: nn.Module, decoder: nn.Module, state: Stage1State, parts: Stage1Parts,
+                 stage: TrainDecoderStage, images: torch.Tensor, rows: RowKeys,
+                 context: DistContext) -> tuple[torch.Tensor, dict[str, float]]:
+    """Encode (no grad, noise-augmented in train mode), decode with ``decoder`` (the trained decoder, wrapped
+    for DDP when distributed): the decoder's loss, as the reference's step begins (src/train_stage1.py:L371-405).
 
     ``rows`` (this rank's global rows of the step) keys the latent noise and DiffAugment per row block, so
     the step does not depend on the world size.
@@ -183,26 +156,22 @@ def decoder_step(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: 
     rae.train()
     rae.encoder.eval()
     with torch.no_grad():
-        noise = rows.draw(rae.draw_noise, STREAM_STAGE1)
-        latents = rae.encode(images, noise=noise)  # (B, C, h, w), noise-augmented in train mode
-    recon = rae.decode(latents)  # (B, 3, H', W')
-    loss, logged = generator_loss(state, parts, stage, recon, match_size(images, recon.shape[-2:]), rows, context)
-    finite = context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))  # every rank stops together
-    if int(finite.item()) != context.world_size:
-        last = manager.latest()
-        raise TrainingDivergedError(f"train_decoder: loss is {float(loss.detach())} at step {state.step + 1}; stopped. "
-                                    f"Last good checkpoint: {manager.path(last) if last is not None else 'none'}")
+        latents = rae.encode(images, noise=rows.draw(rae.draw_noise, STREAM_STAGE1))  # (B, C, h, w)
+    recon = rae.decode(latents, decoder)  # (B, 3, H', W')
+    return generator_loss(state, parts, stage, recon, match_size(images, recon.shape[-2:]), rows, context)
+
+
+def decoder_update(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
+                   loss: torch.Tensor, images: torch.Tensor, rows: RowKeys, context: DistContext) -> dict[str, float]:
+    """One decoder update, EMA, then one discriminator update (the reference's order,
+    src/train_stage1.py:L405-450)."""
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    logged["grad_norm"] = clip_gradients(state.decoder.parameters(), stage.optimizer.grad_clip)
+    logged = {"grad_norm": clip_gradients(state.decoder.parameters(), stage.optimizer.grad_clip)}
     state.optimizer.step()
     state.scheduler.step()
-    state.ema.update(unwrap(state.decoder))
-    logged.update(discriminator_step(rae, state, parts, stage, images, rows, context))
-    rae.train()
-    rae.encoder.eval()
-    state.step += 1
-    return {"loss": float(loss.detach()), **logged}
+    state.ema.update(state.decoder)
+    return {**logged, **discriminator_step(rae, state, parts, stage, images, rows, context)}
 
 
 def evaluate_holdout(rae: nn.Module, decoder: nn.Module, images: torch.Tensor, metrics: dict[str, object],
@@ -229,56 +198,72 @@ def save_reconstructions(rae: nn.Module, decoder: nn.Module, images: torch.Tenso
     Image.fromarray(strip).save(path)
 
 
-def _periodic(rae: nn.Module, state: Stage1State, parts: Stage1Parts, stage: TrainDecoderStage,
-              holdout: torch.Tensor, out_dir: Path, logger: RunLogger, context: DistContext) -> None:
-    """Every ``sample_every`` steps and at the end: reconstructions PNG and held-out metrics (EMA decoder)."""
-    due = state.step % stage.sample_every == 0 or state.step == stage.steps
-    if not due or holdout.shape[0] == 0:
-        return
-    if context.is_main:
-        save_reconstructions(rae, state.ema.model, holdout[:8].to(context.device),
-                             out_dir / "reconstructions" / f"step_{state.step:08d}.png")
-    if parts.metrics:
-        results = evaluate_holdout(rae, state.ema.model, holdout, parts.metrics, stage.batch_size, context)
-        logger.scalars("train_decoder", state.step, {f"holdout_{name}": value for name, value in results.items()})
+class DecoderTraining(TrainingTask):
+    """Stage 1 for the shared loop: the decoder of ``rae`` on ``dataset``; ``holdout`` ``(M, 3, H, W)`` feeds
+    the periodic reconstructions and held-out metrics."""
+
+    def __init__(self, rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDecoderStage,
+                 parts: Stage1Parts, job: TrainingJob, loader: LoaderSettings, flips: bool) -> None:
+        self.rae, self.dataset, self.holdout, self.stage, self.parts, self.job = rae, dataset, holdout, stage, parts, job
+        self.loader, self.share = loader, job.share(stage.batch_size)
+        self.plan = BatchPlan(len(dataset), job.seed, flips, crop=dataset.random_crop)  # crops: data.train_transform
+        self.state = build_stage1_state(rae, stage, parts, job.context.device)
+        self.train_decoder: nn.Module = self.state.decoder
+
+    def checkpoint_modules(self) -> dict[str, nn.Module]:
+        modules = {"decoder": self.state.decoder, "ema": self.state.ema.model}
+        return {**modules, "discriminator": self.state.discriminator} if self.parts.discriminator is not None else modules
+
+    def checkpoint_objects(self) -> dict[str, object]:
+        named = {"optimizer": self.state.optimizer, "scheduler": self.state.scheduler}
+        if self.parts.discriminator is not None:
+            named.update(disc_optimizer=self.state.disc_optimizer, disc_scheduler=self.state.disc_scheduler)
+        return named
+
+    def prepare(self, job: TrainingJob) -> None:
+        self.train_decoder = wrap_model(self.state.decoder, job.context).train()
+
+    def batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, RowKeys]]:
+        context = self.job.context
+        sampler = PlannedBatches(self.plan, self.stage.batch_size, start_step, self.stage.steps, context.rank,
+                                 context.world_size)
+        loader = planned_loader(StackImages(self.dataset), sampler, self.loader)
+        for step, (_, images, _) in enumerate(loader, start=start_step):
+            yield to_device(images, context.device), RowKeys(self.job.seed, step, self.share.start, self.share.stop,
+                                                             context.device)
+
+    def loss(self, batch: tuple[torch.Tensor, RowKeys]) -> tuple[torch.Tensor, dict[str, float]]:
+        images, rows = batch
+        return decoder_loss(self.rae, self.train_decoder, self.state, self.parts, self.stage, images, rows,
+                            self.job.context)
+
+    def update(self, batch: tuple[torch.Tensor, RowKeys], loss: torch.Tensor) -> dict[str, float]:
+        images, rows = batch
+        return decoder_update(self.rae, self.state, self.parts, self.stage, loss, images, rows, self.job.context)
+
+    def learning_rate(self) -> float:
+        return self.state.scheduler.get_last_lr()[0]
+
+    def after_step(self, job: TrainingJob, last: bool) -> None:
+        """Every ``sample_every`` steps and at the end: reconstructions PNG and held-out metrics (EMA decoder)."""
+        step, ema = self.state.step, self.state.ema.model
+        if not (step % self.stage.sample_every == 0 or last) or self.holdout.shape[0] == 0:
+            return
+        if job.context.is_main and job.out_dir is not None:
+            save_reconstructions(self.rae, ema, self.holdout[:8].to(job.context.device),
+                                 Path(job.out_dir) / "reconstructions" / f"step_{step:08d}.png")
+        if self.parts.metrics:
+            results = evaluate_holdout(self.rae, ema, self.holdout, self.parts.metrics, self.stage.batch_size,
+                                       job.context)
+            job.logger.scalars(job.name, step, {f"holdout_{name}": value for name, value in results.items()})
 
 
 def train_decoder(rae: nn.Module, dataset, holdout: torch.Tensor, stage: TrainDecoderStage, parts: Stage1Parts,
-                  *, checkpoint_dir: str | Path, out_dir: str | Path, seed: int, logger: RunLogger,
-                  context: DistContext | None = None, resume: bool = True, flips: bool = False,
-                  num_workers: int = 0, on_step: Callable[[int, float], None] | None = None) -> Stage1State:
-    """Train ``rae.decoder`` for ``stage.steps`` steps; ``holdout`` ``(M, 3, H, W)`` feeds the periodic checks."""
-    context = context or DistContext()
-    manager = CheckpointManager(checkpoint_dir, stage.keep_last, keep_steps=stage.save_at)
-    state = build_stage1_state(rae, stage, parts, context.device)
-    if resume and manager.latest() is not None:
-        state.load(manager)
-        logger.info(f"train_decoder: resumed from step {state.step}")
-    state.decoder = wrap_model(state.decoder, context)
-    rae.decoder = state.decoder
-    plan = BatchPlan(len(dataset), seed, flips, crop=dataset.random_crop)  # crops: data.train_transform
-    sampler = PlannedBatches(plan, stage.batch_size, state.step, stage.steps,
-                             context.rank, context.world_size)
-    bar = progress(stage.steps, "train_decoder", enabled=context.is_main, initial=state.step)
-    for _, images, _ in planned_loader(StackImages(dataset), sampler, LoaderSettings(num_workers)):
-        share = stage.batch_size // context.world_size
-        rows = RowKeys(seed, state.step, context.rank * share, (context.rank + 1) * share, context.device)
-        logged = decoder_step(rae, state, parts, stage, to_device(images, context.device), manager, rows, context)
-        if stage.log_due(state.step):
-            logger.scalars("train_decoder", state.step, {**logged, "lr": state.scheduler.get_last_lr()[0]},
-                           total=stage.steps)
-        _periodic(rae, state, parts, stage, holdout, Path(out_dir), logger, context)
-        if stage.checkpoint_due(state.step):
-            if context.is_main:
-                state.save(manager)
-            context.barrier()
-        bar.set_postfix(loss=f"{logged['loss']:.4f}")
-        bar.update(1)
-        if on_step is not None:
-            on_step(state.step, logged["loss"])
-    bar.close()
-    rae.decoder = state.decoder = unwrap(state.decoder)
-    return state
+                  job: TrainingJob, *, flips: bool = False, num_workers: int = 0) -> Stage1State:
+    """Train ``rae.decoder`` for ``stage.steps`` steps; returns the final state (EMA included)."""
+    task = DecoderTraining(rae, dataset, holdout, stage, parts, job, LoaderSettings(num_workers), flips)
+    train(task, stage, job)
+    return task.state
 
 
 def stage1_parts(run: RunState, stage: TrainDecoderStage) -> Stage1Parts:
@@ -304,9 +289,7 @@ class TrainDecoder(Stage):
         stage, data = self.config, run.assembly.data
         rae = build_rae(run, trained_decoder=False, computed_statistics=False)
         result = train_decoder(rae, build_dataset(data, "train"), holdout_images(run, stage.eval_images), stage,
-                               stage1_parts(run, stage), checkpoint_dir=run.checkpoint_dir("train_decoder"),
-                               out_dir=run.out_dir, seed=run.assembly.seed, logger=run.logger,
-                               context=run.context, resume=run.resume, flips=data.horizontal_flip,
-                               num_workers=data.num_workers)
+                               stage1_parts(run, stage), TrainingJob.of(run, "train_decoder"),
+                               flips=data.horizontal_flip, num_workers=data.num_workers)
         save_final_weights(run, stage.spec, {"decoder": module_tensors(result.decoder),
                                              "decoder_ema": module_tensors(result.ema.model)})

@@ -9,23 +9,21 @@ a resumed run the same bits.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import nn
 
 from rae_framework.data.cache_plan import cache_folder
-from rae_framework.data.datasets import BatchPlan, PlannedBatches, build_dataset
+from rae_framework.data.datasets import BatchPlan, PlannedBatches, RankShare, build_dataset
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages
-from rae_framework.engine import (CheckpointManager, DistContext, EMA, RunLogger, RunState, StepDraws,
-                                  build_optimizer, build_rae, build_scheduler, clip_gradients, denoiser_draws,
-                                  encode_fn, json_sha256, module_tensors, no_sync, progress, rng_state,
-                                  save_final_weights, set_rng_state, unwrap, wrap_model)
-from rae_framework.errors import ConfigError, TrainingDivergedError
+from rae_framework.engine import (EMA, RunState, StepDraws, TrainingJob, TrainingTask, build_optimizer, build_rae,
+                                  build_scheduler, clip_gradients, denoiser_draws, encode_fn, json_sha256,
+                                  module_tensors, no_sync, save_final_weights, train, unwrap, wrap_model)
+from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Denoiser, NoiseSchedule, Stage
 from rae_stages.configs import TrainDenoiserStage
 
@@ -51,28 +49,11 @@ class Stage2State:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     step: int = 0
 
-    def save(self, manager: CheckpointManager) -> Path:
-        """Checkpoint model, EMA, optimiser, scheduler and RNG states at the current step."""
-        weights = {"model": module_tensors(self.model), "ema": module_tensors(self.ema.model)}
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "rng": rng_state(), "data_position": self.step}
-        return manager.save(self.step, weights, state)
-
-    def load(self, manager: CheckpointManager) -> None:
-        """Continue from the latest checkpoint of ``manager``."""
-        weights, state = manager.load()
-        self.model.load_state_dict(weights["model"])
-        self.ema.load_state_dict(weights["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        self.step = int(state["step"])
-
 
 def check_label_dropout(denoiser: Denoiser, stage: TrainDenoiserStage) -> None:
     """Label drops need the denoiser's null-class row (``class_dropout_prob > 0`` in its config)."""
     own = getattr(denoiser.config, "class_dropout_prob", None)
-    if stage.label_dropout == "engine" and stage.class_dropout > 0 and own == 0:
+    if stage.engine_dropout > 0 and own == 0:
         raise ConfigError("stages.train_denoiser.class_dropout > 0 but the denoiser has class_dropout_prob 0 "
                           "(no null-class embedding): set the denoiser's class_dropout_prob > 0")
 
@@ -85,15 +66,6 @@ def build_stage2_state(denoiser: Denoiser, stage: TrainDenoiserStage, device: to
                        build_scheduler(optimizer, stage.optimizer, stage.steps))
 
 
-def _micro_batches(stage: TrainDenoiserStage, context: DistContext) -> tuple[int, int]:
-    """``(rank share of the global batch, micro-batch size)``; errors when sizes do not divide."""
-    parts = context.world_size * stage.grad_accumulation
-    if stage.batch_size % parts:
-        raise ConfigError(f"stages.train_denoiser.batch_size {stage.batch_size} is not divisible by "
-                          f"{context.world_size} processes x grad_accumulation {stage.grad_accumulation}")
-    return stage.batch_size // context.world_size, stage.batch_size // parts
-
-
 def _autocast(stage: TrainDenoiserStage, device: torch.device):
     if stage.mixed_precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -101,99 +73,90 @@ def _autocast(stage: TrainDenoiserStage, device: torch.device):
 
 
 def accumulate_gradients(train_model: nn.Module, schedule: NoiseSchedule, x: torch.Tensor, y: torch.Tensor,
-                         draws: StepDraws, stage: TrainDenoiserStage, context: DistContext) -> torch.Tensor:
-    """Backward of ``sum(loss) / global_batch`` over this rank's micro-batches; returns the loss sum."""
-    _, micro = _micro_batches(stage, context)
+                         draws: StepDraws, stage: TrainDenoiserStage, share: RankShare,
+                         world_size: int = 1) -> torch.Tensor:
+    """Backward of ``sum(loss) / global_batch`` over this rank's micro-batches of ``share.micro`` rows;
+    returns the loss sum."""
     null_label = unwrap(train_model).num_classes
     y = torch.where(draws.drop, torch.full_like(y, null_label), y)
     total = torch.zeros((), device=x.device)
-    for index, start in enumerate(range(0, x.shape[0], micro)):
-        rows = slice(start, start + micro)
+    for index, start in enumerate(range(0, x.shape[0], share.micro)):
+        rows = slice(start, start + share.micro)
         with no_sync(train_model, index < stage.grad_accumulation - 1), _autocast(stage, x.device):
             losses = schedule.loss_at(train_model, x[rows], y[rows], draws.noise[rows], draws.t[rows])
         # DDP averages gradients over ranks: scale so the result is the global-batch mean.
-        (losses.sum() * (context.world_size / stage.batch_size)).backward()
+        (losses.sum() * (world_size / stage.batch_size)).backward()
         total += losses.detach().sum()
     return total
 
 
-def optimizer_step(state: Stage2State, stage: TrainDenoiserStage, loss: float,
-                   manager: CheckpointManager) -> float:
-    """Clip, step, schedule, EMA; a non-finite loss raises :class:`TrainingDivergedError`."""
-    if not torch.isfinite(torch.tensor(loss)):
-        last = manager.latest()
-        raise TrainingDivergedError(
-            f"train_denoiser: loss is {loss} at step {state.step + 1}; stopped. Last good checkpoint: "
-            f"{manager.path(last) if last is not None else 'none'} (lower the learning rate or enable clipping)")
+def optimizer_step(state: Stage2State, stage: TrainDenoiserStage) -> float:
+    """Clip, step, schedule, EMA; returns the gradient norm before clipping."""
     grad_norm = clip_gradients(state.model.parameters(), stage.optimizer.grad_clip)
     state.optimizer.step()
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
     state.ema.update(state.model)
-    state.step += 1
     return grad_norm
 
 
-def _prepare_training(denoiser: Denoiser, stage: TrainDenoiserStage, context: DistContext,
-                      manager: CheckpointManager, resume: bool, logger: RunLogger) -> tuple[Stage2State, nn.Module]:
-    check_label_dropout(denoiser, stage)
-    state = build_stage2_state(denoiser, stage, context.device)
-    if resume and manager.latest() is not None:
-        state.load(manager)
-        logger.info(f"train_denoiser: resumed from step {state.step}")
-    train_model = wrap_model(state.model, context)
-    if stage.compile:
-        train_model = torch.compile(train_model)
-    # The engine drops labels itself (deterministic, rank-consistent); the model's own random drop is off.
-    state.model.train(stage.label_dropout == "model")
-    return state, train_model
+class DenoiserTraining(TrainingTask):
+    """Stage 2 for the shared loop: flow matching of ``denoiser`` on the latents of ``source``."""
+
+    def __init__(self, denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSource,
+                 stage: TrainDenoiserStage, job: TrainingJob, flips: bool) -> None:
+        check_label_dropout(denoiser, stage)
+        self.stage, self.schedule, self.source, self.job = stage, schedule, source, job
+        self.share = job.share(stage.batch_size, stage.grad_accumulation)
+        self.plan = BatchPlan(source.num_samples, job.seed, flips)
+        self.state = build_stage2_state(denoiser, stage, job.context.device)
+        self.train_model: nn.Module = self.state.model
+
+    def checkpoint_modules(self) -> dict[str, nn.Module]:
+        return {"model": self.state.model, "ema": self.state.ema.model}
+
+    def checkpoint_objects(self) -> dict[str, object]:
+        return {"optimizer": self.state.optimizer, "scheduler": self.state.scheduler}
+
+    def prepare(self, job: TrainingJob) -> None:
+        self.train_model = wrap_model(self.state.model, job.context)
+        if self.stage.compile:
+            self.train_model = torch.compile(self.train_model)
+        # The engine drops labels itself (deterministic, rank-consistent); the model's own random drop is off.
+        self.state.model.train(self.stage.label_dropout == "model")
+
+    def batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        context = self.job.context
+        if hasattr(self.source, "follow"):  # a prefetching source loads the rest of this rank's plan ahead
+            self.source.follow(PlannedBatches(self.plan, self.stage.batch_size, start_step, self.stage.steps,
+                                              context.rank, context.world_size))
+        for step in range(start_step, self.stage.steps):
+            yield self.source.batch(self.plan.batch(step, self.stage.batch_size, context.rank, context.world_size))
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Forward and backward of the step's micro-batches; the global batch's mean loss (float64)."""
+        context, (x, y) = self.job.context, batch
+        draws = denoiser_draws(self.schedule, seed=self.job.seed, stream=STREAM_STAGE2, step=self.state.step,
+                               start=self.share.start, stop=self.share.stop,
+                               latent_shape=self.state.model.latent_shape, class_dropout=self.stage.engine_dropout,
+                               device=context.device)
+        total = accumulate_gradients(self.train_model, self.schedule, x.to(context.device), y.to(context.device),
+                                     draws, self.stage, self.share, context.world_size)
+        return context.all_reduce_sum(total).double() / self.stage.batch_size, {}
+
+    def update(self, batch: tuple[torch.Tensor, torch.Tensor], loss: torch.Tensor) -> dict[str, float]:
+        return {"grad_norm": optimizer_step(self.state, self.stage)}
+
+    def learning_rate(self) -> float:
+        return self.state.scheduler.get_last_lr()[0]
 
 
 def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSource, stage: TrainDenoiserStage,
-                   *, checkpoint_dir: str | Path, seed: int, logger: RunLogger, context: DistContext | None = None,
-                   resume: bool = True, flips: bool = False,
-                   on_step: Callable[[int, float], None] | None = None) -> Stage2State:
+                   job: TrainingJob, *, flips: bool = False) -> Stage2State:
     """Train ``denoiser`` for ``stage.steps`` optimiser steps; returns the final state (EMA included)."""
-    context = context or DistContext()
-    manager = CheckpointManager(checkpoint_dir, stage.keep_last, keep_steps=stage.save_at)
-    state, train_model = _prepare_training(denoiser, stage, context, manager, resume, logger)
-    plan, (share, _) = BatchPlan(source.num_samples, seed, flips), _micro_batches(stage, context)
-    latent_shape = (denoiser.in_channels, denoiser.input_size, denoiser.input_size)
-    dropout = stage.class_dropout if stage.label_dropout == "engine" else 0.0
-    if hasattr(source, "follow"):  # a prefetching source loads the rest of this rank's plan ahead
-        source.follow(PlannedBatches(plan, stage.batch_size, state.step, stage.steps, context.rank,
-                                     context.world_size))
-    bar = progress(stage.steps, "train_denoiser", enabled=context.is_main, initial=state.step)
-    while state.step < stage.steps:
-        x, y = source.batch(plan.batch(state.step, stage.batch_size, context.rank, context.world_size))
-        start = context.rank * share
-        draws = denoiser_draws(schedule, seed=seed, stream=STREAM_STAGE2, step=state.step, start=start,
-                               stop=start + share, latent_shape=latent_shape, class_dropout=dropout,
-                               device=context.device)
-        total = accumulate_gradients(train_model, schedule, x.to(context.device), y.to(context.device), draws,
-                                     stage, context)
-        loss = float(context.all_reduce_sum(total)) / stage.batch_size
-        grad_norm = optimizer_step(state, stage, loss, manager)
-        _after_step(state, stage, logger, manager, context, loss, grad_norm)
-        bar.set_postfix(loss=f"{loss:.4f}")
-        bar.update(1)
-        if on_step is not None:
-            on_step(state.step, loss)
-    bar.close()
-    return state
-
-
-def _after_step(state: Stage2State, stage: TrainDenoiserStage, logger: RunLogger, manager: CheckpointManager,
-                context: DistContext, loss: float, grad_norm: float) -> None:
-    """Log every ``log_every`` steps; checkpoint every ``checkpoint_every`` steps and at the end."""
-    if stage.log_due(state.step):
-        lr = state.scheduler.get_last_lr()[0]
-        logger.scalars("train_denoiser", state.step, {"loss": loss, "grad_norm": grad_norm, "lr": lr},
-                       total=stage.steps)
-    if stage.checkpoint_due(state.step):
-        if context.is_main:
-            state.save(manager)
-        context.barrier()
+    task = DenoiserTraining(denoiser, schedule, source, stage, job, flips)
+    train(task, stage, job)
+    return task.state
 
 
 def cache_key(run: RunState, flips: bool, dtype: str) -> str:
@@ -221,7 +184,7 @@ def latent_source(run: RunState, rae, stage: TrainDenoiserStage) -> tuple[Loaded
     if not LatentCache.is_complete(folder, key):
         run.logger.info(f"train_denoiser: latent cache {folder} ({len(dataset)} images, flips {flips}, "
                         f"{config.dtype})")
-    cache = build_latent_cache(folder, encode, dataset, latent_shape=tuple(run.assembly.latent_shape), flips=flips,
+    cache = build_latent_cache(folder, encode, dataset, latent_shape=run.assembly.latent_shape, flips=flips,
                                key=key, batch_size=stage.cache_batch_size, context=run.context, dtype=config.dtype,
                                loader=settings)
     return LoadedLatents(cache.rows, cache.num_samples, _identity, device, settings), flips
@@ -240,7 +203,6 @@ class TrainDenoiser(Stage):
         """Train the assembly's denoiser on the RAE's normalised latents; save final and EMA weights."""
         source, flips = latent_source(run, build_rae(run, trained_decoder=False), self.config)
         result = train_denoiser(run.component("denoiser"), run.component("schedule"), source, self.config,
-                                checkpoint_dir=run.checkpoint_dir("train_denoiser"), seed=run.assembly.seed,
-                                logger=run.logger, context=run.context, resume=run.resume, flips=flips)
+                                TrainingJob.of(run, "train_denoiser"), flips=flips)
         save_final_weights(run, self.config.spec, {"denoiser": module_tensors(result.model),
                                                    "denoiser_ema": module_tensors(result.ema.model)})

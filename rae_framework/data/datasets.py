@@ -230,10 +230,32 @@ class BatchPlan:
 
     def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[tuple[int, bool]]:
         """This rank's share of global batch ``step`` of size ``batch_size``."""
-        if batch_size % world_size:
-            raise ConfigError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
-        share = batch_size // world_size
-        return self.positions(step * batch_size + rank * share, share)
+        share = rank_share(batch_size, rank, world_size)
+        return self.positions(step * batch_size + share.start, share.size)
+
+
+@dataclass(frozen=True)
+class RankShare:
+    """One rank's rows ``[start, stop)`` of a global batch, and its micro-batch size under accumulation."""
+
+    start: int
+    stop: int
+    micro: int
+
+    @property
+    def size(self) -> int:
+        """Rows of the rank's share."""
+        return self.stop - self.start
+
+
+def rank_share(batch_size: int, rank: int = 0, world_size: int = 1, accumulation: int = 1,
+               where: str = "batch_size") -> RankShare:
+    """The rank's share of a global batch: the one place it and its divisibility check are computed."""
+    if batch_size % (world_size * accumulation):
+        raise ConfigError(f"{where} {batch_size} is not divisible by {world_size} processes x "
+                          f"grad_accumulation {accumulation}")
+    share = batch_size // world_size
+    return RankShare(rank * share, (rank + 1) * share, share // accumulation)
 
 
 class PlannedBatches(torch.utils.data.Sampler):

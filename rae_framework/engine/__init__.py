@@ -25,7 +25,7 @@ and a DDP run produce the same weights as one uninterrupted single-process run (
 """
 
 from rae_framework.engine.artifacts import (build_rae, encode_fn, holdout_images, match_size, reconstruct,
-                                            save_final_weights, statistics_file, swapped_decoder)
+                                            save_final_weights, statistics_file)
 from rae_framework.engine.checkpoints import (CheckpointManager, module_tensors, rng_state, save_weights,
                                               set_rng_state)
 from rae_framework.config import OptimizerConfig
@@ -41,6 +41,8 @@ from rae_framework.engine.metrics import build_metric, reduce_metric
 from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
 from rae_framework.engine.run_state import RunState, StageRecord, file_sha256, json_sha256
 from rae_framework.engine.runner import RunResult, run_assembly
+from rae_framework.engine.training import (TrainingJob, TrainingTask, load_checkpoint, save_checkpoint, train,
+                                           train_step)
 from rae_framework.engine.statistics import (LatentStatistics, all_reduce_statistics, load_statistics,
                                              save_statistics)
 from rae_framework.files import atomic_write, atomic_write_text
@@ -49,10 +51,10 @@ __all__ = [
     "all_reduce_statistics", "atomic_write", "atomic_write_text", "augment_rows", "block_generator", "BLOCK_ROWS",
     "build_metric", "build_optimizer", "build_rae", "build_scheduler", "CheckpointManager", "clip_gradients",
     "denoiser_draws", "DistContext", "draw_rows", "draw_step", "EMA", "encode_fn", "file_sha256", "generate_batch",
-    "holdout_images", "init_distributed", "json_sha256", "LatentStatistics", "load_guide", "load_statistics",
+    "holdout_images", "init_distributed", "json_sha256", "LatentStatistics", "load_checkpoint", "load_guide", "load_statistics",
     "match_size", "module_tensors", "no_sync", "OptimizerConfig", "progress", "reconstruct", "reduce_metric",
-    "rng_state", "RowKeys", "run_assembly", "RunLogger", "RunResult", "RunState", "save_final_weights", "save_grid",
+    "rng_state", "RowKeys", "run_assembly", "RunLogger", "RunResult", "RunState", "save_checkpoint", "save_final_weights", "save_grid",
     "save_statistics", "save_weights", "set_rng_state", "StageRecord", "statistics_file", "step_generator",
-    "StepDraws", "swapped_decoder", "to_uint8", "uint8_to_tensor", "unwrap", "velocity_field", "wrap_model",
+    "StepDraws", "to_uint8", "train", "train_step", "TrainingJob", "TrainingTask", "uint8_to_tensor", "unwrap", "velocity_field", "wrap_model",
     "write_npz",
 ]

@@ -6,7 +6,6 @@ Earlier stages' files are found by output name (``RunState.output``), never by s
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -69,17 +68,6 @@ def holdout_images(run: RunState, limit: int | None = None) -> torch.Tensor:
     return torch.stack([dataset[index][0] for index in range(count)])
 
 
-@contextlib.contextmanager
-def swapped_decoder(rae: nn.Module, decoder: nn.Module):
-    """Temporarily decode with ``decoder`` (e.g. the EMA copy) instead of the trained one."""
-    original = rae.decoder
-    rae.decoder = decoder
-    try:
-        yield rae
-    finally:
-        rae.decoder = original
-
-
 def match_size(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize targets to the decoder's output size when they differ (bicubic, antialiased)."""
     if tuple(images.shape[-2:]) == tuple(size):
@@ -92,8 +80,7 @@ def reconstruct(rae: nn.Module, decoder: nn.Module, images: torch.Tensor) -> tor
     """Eval-mode (noise-free) reconstructions in [0, 1] with ``decoder`` (e.g. the EMA copy)."""
     was_training = rae.training
     rae.eval()
-    with swapped_decoder(rae, decoder):
-        recon = rae.decode(rae.encode(images)).clamp(0.0, 1.0)
+    recon = rae.decode(rae.encode(images), decoder).clamp(0.0, 1.0)
     rae.train(was_training)
     return recon
 

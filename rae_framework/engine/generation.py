@@ -28,8 +28,7 @@ def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler
                    guide: Denoiser | None = None, device: torch.device = torch.device("cpu")) -> np.ndarray:
     """One batch of images ``(B, H, W, 3)`` uint8 for ``labels (B,)``; the noise is drawn on the CPU from
     ``generator``, so the images do not depend on the device."""
-    shape = (labels.shape[0], denoiser.in_channels, denoiser.input_size, denoiser.input_size)
-    noise = torch.randn(shape, generator=generator).to(device)  # (B, C, h, w)
+    noise = torch.randn((labels.shape[0], *denoiser.latent_shape), generator=generator).to(device)  # (B, C, h, w)
     labels = labels.to(device)
     result = sampler.sample(velocity_field(denoiser, labels, guidance, guide), noise, schedule,
                             generator=generator)

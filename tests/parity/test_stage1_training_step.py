@@ -19,10 +19,10 @@ import torch
 
 from rae_framework.autoencoder import RepresentationAutoencoder
 from rae_framework.config import AutoencoderConfig, OptimizerConfig
-from rae_framework.engine import CheckpointManager, DistContext, RowKeys
+from rae_framework.engine import DistContext, RowKeys
 from rae_framework.session import Session
 from rae_stages.configs import TrainDecoderStage
-from rae_stages.train_decoder import STREAM_STAGE1, Stage1Parts, build_stage1_state, decoder_step
+from rae_stages.train_decoder import STREAM_STAGE1, Stage1Parts, build_stage1_state, decoder_loss, decoder_update
 
 STEPS, BATCH, SEED = 3, 4, 0
 LR, BETAS, CLIP, EMA_DECAY, DISC_WEIGHT, MAX_D_WEIGHT = 1e-3, (0.9, 0.95), 1.0, 0.9, 0.75, 1e4
@@ -60,7 +60,9 @@ def run_engine(parts) -> tuple:
     state = build_stage1_state(rae, stage, stage_parts, torch.device("cpu"))
     for step, images in enumerate(batches(parts["size"])):
         rows = RowKeys(SEED, step, 0, BATCH)
-        decoder_step(rae, state, stage_parts, stage, images, CheckpointManager("unused"), rows, DistContext())
+        loss, _ = decoder_loss(rae, rae.decoder, state, stage_parts, stage, images, rows, DistContext())
+        decoder_update(rae, state, stage_parts, stage, loss, images, rows, DistContext())
+        state.step += 1  # what the engine's loop does after each update
     return state.decoder, state.ema.model, state.discriminator
 
 

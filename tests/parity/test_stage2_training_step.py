@@ -15,9 +15,10 @@ import copy
 import torch
 
 from rae_framework.config import OptimizerConfig
-from rae_framework.engine import DistContext, step_generator
+from rae_framework.engine import step_generator
 from rae_framework.session import Session
 from rae_stages.configs import TrainDenoiserStage
+from rae_framework.data.datasets import rank_share
 from rae_stages.train_denoiser import StepDraws, accumulate_gradients, build_stage2_state, optimizer_step
 
 BATCH, LR, BETAS, CLIP, EMA_DECAY = 8, 1e-3, (0.9, 0.95), 1.0, 0.9
@@ -67,10 +68,10 @@ def engine_step(model, schedule, x, y, draws, accumulation):
                                class_dropout=0.0, optimizer=OptimizerConfig(lr=LR, betas=BETAS, grad_clip=CLIP))
     state = build_stage2_state(copy.deepcopy(model), stage, torch.device("cpu"))
     state.model.train(False)  # the engine drops labels itself; the model's own drop is off
-    total = accumulate_gradients(state.model, schedule, x, y, draws, stage, DistContext())
+    total = accumulate_gradients(state.model, schedule, x, y, draws, stage, rank_share(BATCH, accumulation=accumulation))
     clipped = {}  # the gradients the optimiser sees (after clipping)
     state.optimizer.register_step_pre_hook(lambda *_: clipped.update(gradients(state.model)))
-    optimizer_step(state, stage, float(total) / BATCH, manager=None)
+    optimizer_step(state, stage)
     return float(total) / BATCH, clipped, state.ema.model.state_dict()
 
 

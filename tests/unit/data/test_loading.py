@@ -14,6 +14,7 @@ from rae_framework.data.loading import (LoadedLatents, LoaderSettings, Prefetche
                                         planned_loader)
 from rae_framework.config import OptimizerConfig
 from rae_framework.data.config import DataConfig
+from rae_framework.engine import TrainingJob
 from rae_framework.engine.logging import RunLogger
 from rae_stages.configs import TrainDenoiserStage
 from rae_stages.train_denoiser import train_denoiser
@@ -65,7 +66,7 @@ def train(tmp_path, workers: int, steps: int = 6):
     logger = RunLogger(tmp_path, tensorboard=False)
     try:
         state = train_denoiser(TinyDenoiser(DenoiserDoubleConfig()), LinearSchedule(), source, stage,
-                               checkpoint_dir=tmp_path / "ckpt", seed=0, logger=logger, flips=True)
+                               TrainingJob("train_denoiser", tmp_path / "ckpt", logger), flips=True)
     finally:
         logger.close()
     return {key: value.clone() for key, value in state.model.state_dict().items()}

@@ -11,6 +11,7 @@ from rae_framework.data.datasets import build_dataset
 from rae_framework.config import OptimizerConfig
 from rae_framework.data.config import DataConfig
 from rae_stages.configs import TrainDecoderStage
+from rae_framework.engine import TrainingJob
 from rae_framework.engine.logging import RunLogger
 from rae_stages.train_decoder import Stage1Parts, train_decoder
 from rae_framework.errors import TrainingDivergedError
@@ -47,8 +48,8 @@ def run(tmp_path, steps, **overrides):
     dataset = build_dataset(DataConfig(source="digits", image_size=16), "train")
     holdout = torch.stack([dataset[i][0] for i in range(4)])
     logger = RunLogger(tmp_path, tensorboard=False)
-    state = train_decoder(rae, dataset, holdout, stage, parts, checkpoint_dir=tmp_path / "ckpt", out_dir=tmp_path,
-                          seed=0, logger=logger)
+    state = train_decoder(rae, dataset, holdout, stage, parts,
+                          TrainingJob("train_decoder", tmp_path / "ckpt", logger, out_dir=tmp_path))
     logger.close()
     return rae, state, encoder_before
 
@@ -100,8 +101,8 @@ def test_nan_loss_stops_stage1_with_the_last_good_checkpoint(tmp_path):
     dataset = build_dataset(DataConfig(source="digits", image_size=16), "train")
     logger = RunLogger(tmp_path, tensorboard=False)
     with pytest.raises(TrainingDivergedError, match="step 4.*step_00000002"):
-        train_decoder(tiny_rae(), dataset, torch.zeros(0, 3, 16, 16), stage, parts, checkpoint_dir=tmp_path / "c",
-                      out_dir=tmp_path, seed=0, logger=logger)
+        train_decoder(tiny_rae(), dataset, torch.zeros(0, 3, 16, 16), stage, parts,
+                      TrainingJob("train_decoder", tmp_path / "c", logger, out_dir=tmp_path))
     logger.close()
     assert [path.name for path in (tmp_path / "c").iterdir()] == ["step_00000002"]
 

@@ -10,7 +10,7 @@ import torch
 from rae_framework.config import OptimizerConfig
 from rae_stages.configs import TrainDenoiserStage
 from rae_framework.engine.logging import RunLogger
-from rae_framework.engine import draw_step, step_generator
+from rae_framework.engine import TrainingJob, draw_step, step_generator
 from rae_stages.train_denoiser import train_denoiser
 from rae_framework.errors import ConfigError, TrainingDivergedError
 
@@ -39,13 +39,13 @@ def make_stage(**overrides) -> TrainDenoiserStage:
     return TrainDenoiserStage(**{**settings, **overrides})
 
 
-def run(tmp_path, stage, seed=0, **kwargs):
+def run(tmp_path, stage, seed=0, on_step=None):
     torch.manual_seed(123)
     denoiser = TinyDenoiser(DenoiserDoubleConfig())
     logger = RunLogger(tmp_path / "run", tensorboard=False)
     try:
-        return train_denoiser(denoiser, LinearSchedule(), ToyLatents(), stage, checkpoint_dir=tmp_path / "ckpt",
-                              seed=seed, logger=logger, **kwargs)
+        job = TrainingJob("train_denoiser", tmp_path / "ckpt", logger, seed=seed, on_step=on_step)
+        return train_denoiser(denoiser, LinearSchedule(), ToyLatents(), stage, job)
     finally:
         logger.close()
 
@@ -95,8 +95,8 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     state_holder.append(denoiser)
     logger = RunLogger(tmp_path / "run", tensorboard=False)
     with pytest.raises(TrainingDivergedError, match="step 4.*step_00000002"):
-        train_denoiser(denoiser, LinearSchedule(), ToyLatents(), stage, checkpoint_dir=tmp_path / "ckpt", seed=0,
-                       logger=logger, on_step=poison)
+        train_denoiser(denoiser, LinearSchedule(), ToyLatents(), stage,
+                       TrainingJob("train_denoiser", tmp_path / "ckpt", logger, on_step=poison))
     logger.close()
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["step_00000002"]
 
@@ -117,8 +117,8 @@ def test_label_drops_are_seeded_and_need_a_null_row(tmp_path):
     with pytest.raises(ConfigError, match="class_dropout_prob"):
         denoiser = TinyDenoiser(DenoiserDoubleConfig(class_dropout_prob=0.0))
         logger = RunLogger(tmp_path, enabled=False)
-        train_denoiser(denoiser, LinearSchedule(), ToyLatents(), make_stage(), checkpoint_dir=tmp_path / "c",
-                       seed=0, logger=logger)
+        train_denoiser(denoiser, LinearSchedule(), ToyLatents(), make_stage(),
+                       TrainingJob("train_denoiser", tmp_path / "c", logger))
 
 
 def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path):

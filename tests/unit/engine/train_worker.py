@@ -24,6 +24,7 @@ from rae_framework.config import OptimizerConfig  # noqa: E402
 from rae_framework.data.config import DataConfig  # noqa: E402
 from rae_stages.configs import TrainDecoderStage, TrainDenoiserStage  # noqa: E402
 from rae_framework.engine.distributed import init_distributed  # noqa: E402
+from rae_framework.engine import TrainingJob  # noqa: E402
 from rae_framework.engine.logging import RunLogger  # noqa: E402
 from rae_stages.train_decoder import Stage1Parts, train_decoder  # noqa: E402
 from rae_stages.train_denoiser import train_denoiser  # noqa: E402
@@ -40,9 +41,9 @@ def stage2(out: Path, steps: int, context, accumulation: int) -> dict:
                                keep_last=2, ema_decay=0.8, log_every=1, optimizer=OPTIMIZER)
     denoiser = TinyDenoiser(DenoiserDoubleConfig())
     losses = []
-    state = train_denoiser(denoiser, LinearSchedule(), ToyLatents(), stage, checkpoint_dir=out / "ckpt", seed=3,
-                           logger=RunLogger(out, enabled=context.is_main, tensorboard=False), context=context,
-                           flips=True, on_step=lambda s, loss: (losses.append(loss), report(s, loss)))
+    job = TrainingJob("train_denoiser", out / "ckpt", RunLogger(out, enabled=context.is_main, tensorboard=False),
+                      seed=3, context=context, on_step=lambda s, loss: (losses.append(loss), report(s, loss)))
+    state = train_denoiser(denoiser, LinearSchedule(), ToyLatents(), stage, job, flips=True)
     return {"model": module_tensors(state.model), "ema": module_tensors(state.ema.model)}, losses
 
 
@@ -59,9 +60,9 @@ def stage1(out: Path, steps: int, context, accumulation: int) -> dict:
     parts = Stage1Parts(discriminator=Discriminator(), gan_loss=HingeLoss(GANLossConfig()),
                         augment=DiffAugment(DiffAugmentConfig()))
     dataset = build_dataset(DataConfig(source="digits", image_size=16), "train")
-    state = train_decoder(rae, dataset, torch.zeros(0, 3, 16, 16), stage, parts, checkpoint_dir=out / "ckpt",
-                          out_dir=out, seed=3, logger=RunLogger(out, enabled=context.is_main, tensorboard=False),
-                          context=context, on_step=report)
+    job = TrainingJob("train_decoder", out / "ckpt", RunLogger(out, enabled=context.is_main, tensorboard=False),
+                      seed=3, out_dir=out, context=context, on_step=report)
+    state = train_decoder(rae, dataset, torch.zeros(0, 3, 16, 16), stage, parts, job)
     weights = {"decoder": module_tensors(state.decoder), "ema": module_tensors(state.ema.model),
                "discriminator": module_tensors(state.discriminator)}
     return weights, []
