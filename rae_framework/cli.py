@@ -1,7 +1,8 @@
 """The command-line interface: ``rae`` / ``python -m rae_framework``.
 
 Exit codes: 0 ok, 2 invalid input (an assembly, a name, a parameter: the message says ``file:line`` and
-the dotted path), 1 failure while running. Tracebacks only with ``--debug``. ``list``, ``describe``,
+the dotted path), 1 failure while running, 75 preempted (SIGTERM/SIGUSR1: a training stage saved a checkpoint
+at its last finished step; rerun to resume). Tracebacks only with ``--debug``. ``list``, ``describe``,
 ``validate``, ``schema``, ``plugins`` and ``--help`` never import torch; ``run`` and ``sample`` do.
 """
 
@@ -14,9 +15,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from rae_framework.errors import ConfigError, RAEError
+from rae_framework.errors import ConfigError, PreemptedError, RAEError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: progress saved on SIGTERM/SIGUSR1; rerun (or requeue) to resume
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.command(args)
     except ConfigError as error:
         return _report(error, args.debug, EXIT_INVALID)
+    except PreemptedError as error:
+        return _report(error, args.debug, EXIT_PREEMPTED)
     except BrokenPipeError:  # output piped into e.g. `head`
         return EXIT_OK
     except Exception as error:  # noqa: BLE001 - the CLI turns any failure into exit code 1

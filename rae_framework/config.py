@@ -65,13 +65,16 @@ class OptimizerConfig(ComponentConfig):
 
 
 class LatentShape(NamedTuple):
-    """``(C, h, w)`` of the RAE's latents: the one value type of the latent shape (a tuple, so it unpacks and
-    compares like one). The assembly derives it once from the encoder's Config; the built encoder, the RAE
-    and the denoisers report the same type."""
+    """``(C, h, w)`` of the RAE's latents: the one value type of the latent shape (a tuple, so it unpacks,
+    compares and prints like one). The assembly derives it from the encoder's Config; the built encoder, the
+    RAE and the denoisers report the same type."""
 
     channels: int
     height: int
     width: int
+
+    def __repr__(self) -> str:  # messages show ``(768, 16, 16)``
+        return repr(tuple(self))
 
     @property
     def tokens(self) -> int:

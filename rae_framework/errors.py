@@ -31,6 +31,11 @@ class TrainingDivergedError(RAEError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class PreemptedError(RAEError):
+    """SIGTERM or SIGUSR1 (a scheduler's notice) arrived: the run saved its progress and stopped; rerun the
+    same command to resume (the CLI exits with ``EXIT_PREEMPTED``)."""
+
+
 class ConfigIssue:
     """One problem in an input file: where (``file:line``), what (dotted path), why, and the value."""
 

@@ -17,7 +17,7 @@ section and the CLI's ``--stage`` choices are all derived from these specs. Its 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +26,10 @@ from pydantic import Field, model_validator
 from rae_framework.config import Component, ComponentConfig
 
 if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+    from torch.nn import Module
+
+    from rae_framework.engine.training import TrainingJob
     from rae_framework.session import Session
 
 STAGE_KIND = "stage"
@@ -175,3 +179,45 @@ class Stage(Component, ABC):
         """Do the work of this stage for ``run`` (a :class:`rae_framework.engine.RunState`: the run directory,
         the assembly's components, the distributed context, the logger, ``resume`` and the outputs of earlier
         stages); rank 0 writes every file named in ``spec.outputs``."""
+
+
+class TrainingTask(ABC):
+    """What a training stage gives the engine's loop, :func:`rae_framework.engine.train` (torch-free here, so
+    that a stage's one module can hold its Config, its task and its Stage). ``state`` is any object with an
+    integer ``step`` (optimiser steps done): the loop restores it on resume and advances it after each update."""
+
+    state: Any
+
+    @abstractmethod
+    def checkpoint_modules(self) -> dict[str, Module]:
+        """Modules saved as ``<name>.safetensors`` (unwrapped: never the DDP or compiled wrapper)."""
+
+    @abstractmethod
+    def checkpoint_objects(self) -> dict[str, Any]:
+        """Objects with ``state_dict``/``load_state_dict`` saved in ``state.pt`` (optimisers, schedulers)."""
+
+    @abstractmethod
+    def batches(self, start_step: int) -> Iterable[Any]:
+        """This rank's batches of steps ``start_step, start_step + 1, ...`` (at least until the last step)."""
+
+    @abstractmethod
+    def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
+        """The step's scalar loss (its graph kept for :meth:`update`, or already backpropagated) and scalars
+        to log; no parameter may change here, so a non-finite loss stops the run before any update."""
+
+    @abstractmethod
+    def update(self, batch: Any, loss: Tensor) -> dict[str, float]:
+        """The step's updates (backward where :meth:`loss` left it, optimiser, schedule, EMA); scalars to log."""
+
+    @abstractmethod
+    def learning_rate(self) -> float:
+        """The current learning rate (logged as ``lr``)."""
+
+    def prepare(self, job: TrainingJob) -> None:
+        """After the weights are restored, before the first step: wrap for DDP, compile, set modes."""
+
+    def after_step(self, job: TrainingJob, last: bool) -> None:
+        """Periodic work after a step's logging, before its checkpoint (``last``: the final step)."""
+
+    def finish(self) -> None:
+        """After the loop (also when it fails): undo :meth:`prepare`'s wrapping."""

@@ -1,5 +1,7 @@
 """The run engine: ``run_assembly(assembly, out_dir)`` runs the stages of an assembly (see ``runner``), and
 the public toolkit that stage plugins build on (the names below; everything else in the package is private).
+Training stages run on one shared loop, :func:`train` (``training``): a stage supplies a
+:class:`~rae_framework.stage.TrainingTask`; resume, checkpoints, logging, divergence and barriers are the loop's.
 
 The stages themselves are registered components of kind ``stage`` (the first-party ones are the
 ``rae_stages`` plugin): a plugin adds a stage as it adds an encoder (see :mod:`rae_framework.stage`).
@@ -51,10 +53,10 @@ __all__ = [
     "all_reduce_statistics", "atomic_write", "atomic_write_text", "augment_rows", "block_generator", "BLOCK_ROWS",
     "build_metric", "build_optimizer", "build_rae", "build_scheduler", "CheckpointManager", "clip_gradients",
     "denoiser_draws", "DistContext", "draw_rows", "draw_step", "EMA", "encode_fn", "file_sha256", "generate_batch",
-    "holdout_images", "init_distributed", "json_sha256", "LatentStatistics", "load_checkpoint", "load_guide", "load_statistics",
-    "match_size", "module_tensors", "no_sync", "OptimizerConfig", "progress", "reconstruct", "reduce_metric",
-    "rng_state", "RowKeys", "run_assembly", "RunLogger", "RunResult", "RunState", "save_checkpoint", "save_final_weights", "save_grid",
-    "save_statistics", "save_weights", "set_rng_state", "StageRecord", "statistics_file", "step_generator",
-    "StepDraws", "to_uint8", "train", "train_step", "TrainingJob", "TrainingTask", "uint8_to_tensor", "unwrap", "velocity_field", "wrap_model",
-    "write_npz",
+    "holdout_images", "init_distributed", "json_sha256", "LatentStatistics", "load_checkpoint", "load_guide",
+    "load_statistics", "match_size", "module_tensors", "no_sync", "OptimizerConfig", "progress", "reconstruct",
+    "reduce_metric", "rng_state", "RowKeys", "run_assembly", "RunLogger", "RunResult", "RunState",
+    "save_checkpoint", "save_final_weights", "save_grid", "save_statistics", "save_weights", "set_rng_state",
+    "StageRecord", "statistics_file", "step_generator", "StepDraws", "to_uint8", "train", "train_step",
+    "TrainingJob", "TrainingTask", "uint8_to_tensor", "unwrap", "velocity_field", "wrap_model", "write_npz",
 ]

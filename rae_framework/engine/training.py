@@ -9,7 +9,9 @@ every stage:
 - per step: the task's loss, the divergence check (every rank stops together, naming the last good
   checkpoint), the task's update, logging every ``log_every`` steps (the loss, the task's scalars, the learning
   rate), the task's periodic work, the checkpoint (rank 0 writes, every rank waits), the progress line and
-  the ``on_step`` hook.
+  the ``on_step`` hook;
+- preemption: on SIGTERM or SIGUSR1 every rank finishes its step, the ranks agree, rank 0 checkpoints that
+  step (whatever ``checkpoint_every`` says) and the run stops with :class:`~rae_framework.errors.PreemptedError`.
 
 A checkpoint holds ``<name>.safetensors`` per module of :meth:`TrainingTask.checkpoint_modules` and, in
 ``state.pt``, the state dict of each object of :meth:`TrainingTask.checkpoint_objects`, the RNG states and the
@@ -19,21 +21,21 @@ so a resumed run computes the same bits as an uninterrupted one.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+import signal
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from rae_framework.data.datasets import RankShare, rank_share
 from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import RunLogger, progress
-from rae_framework.errors import TrainingDivergedError
-from rae_framework.stage import TrainingStageConfig
+from rae_framework.errors import PreemptedError, TrainingDivergedError
+from rae_framework.stage import TrainingStageConfig, TrainingTask
 
 
 @dataclass(frozen=True)
@@ -61,49 +63,11 @@ class TrainingJob:
                           where=f"stages.{self.name}.batch_size")
 
 
-class TrainingTask(ABC):
-    """What a training stage gives :func:`train`. ``state`` is any object with an integer ``step`` (optimiser
-    steps done): the loop restores it on resume and advances it after each update."""
-
-    state: Any
-
-    @abstractmethod
-    def checkpoint_modules(self) -> dict[str, nn.Module]:
-        """Modules saved as ``<name>.safetensors`` (unwrapped: never the DDP or compiled wrapper)."""
-
-    @abstractmethod
-    def checkpoint_objects(self) -> dict[str, Any]:
-        """Objects with ``state_dict``/``load_state_dict`` saved in ``state.pt`` (optimisers, schedulers)."""
-
-    @abstractmethod
-    def batches(self, start_step: int) -> Iterable[Any]:
-        """This rank's batches of steps ``start_step, start_step + 1, ...`` (at least until the last step)."""
-
-    @abstractmethod
-    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """The step's scalar loss (its graph kept for :meth:`update`, or already backpropagated) and scalars
-        to log; no parameter may change here, so a non-finite loss stops the run before any update."""
-
-    @abstractmethod
-    def update(self, batch: Any, loss: torch.Tensor) -> dict[str, float]:
-        """The step's updates (backward where :meth:`loss` left it, optimiser, schedule, EMA); scalars to log."""
-
-    @abstractmethod
-    def learning_rate(self) -> float:
-        """The current learning rate (logged as ``lr``)."""
-
-    def prepare(self, job: TrainingJob) -> None:
-        """After the weights are restored, before the first step: wrap for DDP, compile, set modes."""
-
-    def after_step(self, job: TrainingJob, last: bool) -> None:
-        """Periodic work after a step's logging, before its checkpoint (``last``: the final step)."""
-
-    def finish(self) -> None:
-        """After the loop (also when it fails): undo :meth:`prepare`'s wrapping."""
-
-
 def train(task: TrainingTask, settings: TrainingStageConfig, job: TrainingJob) -> None:
-    """Run ``task`` from its newest checkpoint (when ``job.resume``) to ``settings.steps`` optimiser steps."""
+    """Run ``task`` from its newest checkpoint (when ``job.resume``) to ``settings.steps`` optimiser steps.
+
+    On SIGTERM or SIGUSR1 (a scheduler's notice before it kills the job) every rank finishes the current step,
+    the ranks agree on it, rank 0 checkpoints it, and :class:`PreemptedError` is raised (the CLI's exit 75)."""
     manager = CheckpointManager(job.checkpoint_dir, settings.keep_last, keep_steps=settings.save_at)
     if job.resume and manager.latest() is not None:
         load_checkpoint(task, manager)
@@ -111,17 +75,62 @@ def train(task: TrainingTask, settings: TrainingStageConfig, job: TrainingJob) -
     task.prepare(job)
     bar = progress(settings.steps, job.name, enabled=job.context.is_main, initial=task.state.step)
     try:
-        for batch in task.batches(task.state.step):
-            if task.state.step >= settings.steps:
-                break
-            loss = train_step(task, batch, settings, job, manager)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            bar.update(1)
-            if job.on_step is not None:
-                job.on_step(task.state.step, loss)
+        with PreemptionNotice() as notice:
+            for batch in task.batches(task.state.step):
+                if task.state.step >= settings.steps:
+                    break
+                loss = train_step(task, batch, settings, job, manager)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.update(1)
+                if job.on_step is not None:
+                    job.on_step(task.state.step, loss)
+                if notice.agreed(job.context):
+                    stop_preempted(task, settings, job, manager, notice)
     finally:
         bar.close()
         task.finish()
+
+
+class PreemptionNotice:
+    """While entered (in the main thread), SIGTERM and SIGUSR1 only note their arrival; the previous handlers
+    come back on exit."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> PreemptionNotice:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._note) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _note(self, number: int, frame: object) -> None:
+        self.received = number
+
+    def agreed(self, context: DistContext) -> bool:
+        """Whether any rank received a notice (every rank gets the same answer at the same step)."""
+        flag = torch.tensor([float(self.received is not None)], device=context.device)
+        return bool(context.all_reduce_sum(flag).item() > 0)
+
+
+def stop_preempted(task: TrainingTask, settings: TrainingStageConfig, job: TrainingJob,
+                   manager: CheckpointManager, notice: PreemptionNotice) -> None:
+    """Checkpoint the finished step (unless this step just wrote one), then raise :class:`PreemptedError`."""
+    step = task.state.step
+    if job.context.is_main and not settings.checkpoint_due(step):
+        save_checkpoint(task, manager)
+    job.context.barrier()
+    name = signal.Signals(notice.received).name if notice.received is not None else "another rank's notice"
+    message = (f"{job.name}: preempted ({name}) after step {step}/{settings.steps}; saved checkpoint "
+               f"{manager.path(step)}. Rerun the same command to resume from it")
+    job.logger.info(message)
+    raise PreemptedError(message)
 
 
 def train_step(task: TrainingTask, batch: Any, settings: TrainingStageConfig, job: TrainingJob,

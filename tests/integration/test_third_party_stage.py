@@ -5,10 +5,12 @@ what it reads exists, and passing rae-framework's stage contract."""
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from templates import install_template, run
 
@@ -70,3 +72,31 @@ def test_passes_the_stage_contract(installed, tmp_path):
     own = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(installed.parent / "src" / "tests")],
               installed, tmp_path)
     assert own.returncode == 0 and " passed" in own.stdout, own.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_a_training_stage_on_the_shared_loop_runs_and_resumes_bit_for_bit(installed, tmp_path):
+    """encoder_distill (one file on rae_framework.engine.train): trains through the CLI, checkpoints, and a run
+    resumed from an earlier step checkpoint ends with the same student weights."""
+    from safetensors.torch import load_file
+
+    path = tmp_path / "distill.yaml"
+    path.write_text(textwrap.dedent(ASSEMBLY).replace(
+        "  latent_probe: {max_images: 96, steps: 30, batch_size: 48}",
+        "  encoder_distill: {steps: 6, batch_size: 16, checkpoint_every: 2, keep_last: 3, log_every: 1}"))
+    out = tmp_path / "run"
+    first = run(["-m", "rae_framework", "run", str(path), "--out", str(out)], installed, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "encoder_distill step 6/6" in first.stderr and "encoder_distill: done" in first.stderr
+    student = out / "checkpoints" / "student.safetensors"
+    clean = load_file(str(student))
+    checkpoints = out / "checkpoints" / "encoder_distill"
+    assert sorted(p.name for p in checkpoints.glob("step_*")) == ["step_00000002", "step_00000004", "step_00000006"]
+    for name in ("step_00000004", "step_00000006"):  # as if killed after the checkpoint of step 2
+        shutil.rmtree(checkpoints / name)
+    student.unlink()
+    resumed = run(["-m", "rae_framework", "run", str(path), "--out", str(out)], installed, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "encoder_distill: resumed from step 2" in resumed.stderr
+    again = load_file(str(student))
+    assert clean.keys() == again.keys() and all(torch.equal(clean[key], again[key]) for key in clean)
