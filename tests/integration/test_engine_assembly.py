@@ -22,27 +22,16 @@ from rae_framework.engine.runner import run_assembly
 from rae_stages.sample import run_sampling
 from rae_framework.engine import build_rae
 
-ASSEMBLY = """
-name: engine-tiny
-seed: 0
-components:
-  encoder: {name: mae, preset: mae-tiny}
-  decoder: {name: vit, preset: vit-tiny}
-  discriminator: {name: dino, preset: dino-tiny}
-  denoiser: {name: dit-dh, preset: dit-dh-tiny, params: {in_channels: 32, input_size: 2}}
-  schedule: {name: shifted-flow, params: {time_distribution: logit-normal}}
-  sampler: {name: euler, preset: euler-tiny}
-  guidance: {name: cfg, preset: cfg-tiny}
-autoencoder: {noise_tau: 0.5}
-data: {source: digits, image_size: 16, holdout_fraction: 0.05}
-stages:
+from tiny_run import tiny_assembly
+
+ASSEMBLY = tiny_assembly("engine-tiny", """\
   train_decoder: {steps: 2, batch_size: 8, checkpoint_every: 1, sample_every: 2, eval_images: 8,
                   discriminator_start_step: 0, gan_start_step: 1}
   latent_stats: {batch_size: 256}
   train_denoiser: {steps: 3, batch_size: 16, checkpoint_every: 2}
   sample: {per_class: 1, batch_size: 10}
   evaluate: {metrics: [psnr, fid-tiny, precision-recall-tiny, inception-score-tiny]}
-"""
+""", extra_components="  discriminator: {name: dino, preset: dino-tiny}\n")
 
 
 @pytest.fixture(scope="module")

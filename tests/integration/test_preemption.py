@@ -13,18 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-ASSEMBLY = """
-name: preempt-tiny
-components:
-  encoder: {name: mae, preset: mae-tiny}
-  decoder: {name: vit, preset: vit-tiny}
-  denoiser: {name: dit-dh, preset: dit-dh-tiny}
-  schedule: {name: shifted-flow}
-data: {source: digits, image_size: 16}
-stages:
+from tiny_run import tiny_assembly
+
+ASSEMBLY = tiny_assembly("preempt-tiny", """\
   latent_stats: {batch_size: 256}
   train_denoiser: {steps: 150, batch_size: 16, checkpoint_every: 1000, log_every: 1}
-"""
+""")
 STEPS = 150
 
 

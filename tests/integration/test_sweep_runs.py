@@ -12,25 +12,15 @@ import pytest
 
 from rae_framework.cli import main
 
-ASSEMBLY = """
-name: sweep-tiny
-seed: 0
-components:
-  encoder: {name: mae, preset: mae-tiny}
-  decoder: {name: vit, preset: vit-tiny}
-  denoiser: {name: dit-dh, preset: dit-dh-tiny, params: {in_channels: 32, input_size: 2}}
-  schedule: {name: shifted-flow, params: {time_distribution: logit-normal}}
-  sampler: {name: euler, preset: euler-tiny}
-  guidance: {name: cfg, preset: cfg-tiny}
-autoencoder: {noise_tau: 0.5}
-data: {source: digits, image_size: 16, holdout_fraction: 0.05}
-stages:
+from tiny_run import tiny_assembly
+
+ASSEMBLY = tiny_assembly("sweep-tiny", """\
   train_decoder: {steps: 2, batch_size: 8, checkpoint_every: 1, sample_every: 2, eval_images: 8}
   latent_stats: {batch_size: 256}
   train_denoiser: {steps: 2, batch_size: 16, checkpoint_every: 1}
   sample: {per_class: 2, batch_size: 10}
   evaluate: {metrics: [psnr, digits-fid, class-accuracy]}
-"""
+""")
 GRID = ["--grid", "components.guidance.params.scale=1.0,4.0"]  # only the sample stage (and evaluate) differ
 POINTS = ("scale=1.0__seed=0", "scale=4.0__seed=0")
 
