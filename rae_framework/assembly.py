@@ -28,9 +28,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from rae_framework import assembly_checks
-from rae_framework.config import AutoencoderConfig, latent_shape_of
+from rae_framework.config import AutoencoderConfig, LatentShape, latent_shape_of
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
+from rae_framework.latent_fields import LatentFields
 from rae_framework.presets import Preset
 from rae_framework.registry import NAME_PATTERN, Entry, did_you_mean
 from rae_framework.session import Session
@@ -38,14 +39,6 @@ from rae_framework.stage import STAGE_KIND, StageCheckContext, StageConfig, Stag
 from rae_framework.yaml_lines import PathKey, SourceMap, apply_override, load_yaml_file, parse_override
 
 RECIPE_KIND = "recipe"  # pseudo-kind of registry/recipes.yaml: presets that point at assembly files
-
-# Params filled from the latent shape (C, h, w) when a kind's Config declares them.
-DERIVED_FIELDS: dict[str, dict[str, Any]] = {
-    "decoder": {"token_dim": lambda shape: shape[0], "num_patches": lambda shape: shape[1] * shape[2]},
-    "denoiser": {"in_channels": lambda shape: shape[0], "input_size": lambda shape: shape[1]},
-    "schedule": {"latent_shape": lambda shape: tuple(shape)},
-}
-
 
 class ComponentEnvelope(BaseModel):
     """Stage-1 view of one component: which one, from which preset, with which params."""
@@ -114,7 +107,7 @@ class Assembly(BaseModel):
         return self._session
 
     @property
-    def latent_shape(self) -> tuple[int, int, int] | None:
+    def latent_shape(self) -> LatentShape | None:
         """``(C, h, w)`` of the latents, derived from the encoder's Config (None without an encoder)."""
         encoder = self.components.get("encoder")
         return latent_shape_of(encoder.config) if encoder is not None else None
@@ -245,8 +238,7 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     envelope = _validate_envelope(data, issues)
     raw_components = data.get("components")
     roles = set(raw_components) if isinstance(raw_components, dict) else set()
-    encoder_declared = "encoder" in roles
-    components = _resolve_components(_component_envelopes(data), session, issues, encoder_declared)
+    components = _resolve_components(_component_envelopes(data), session, issues, LatentFields("encoder" in roles))
     stages = _validate_stages(data.get("stages"), session, issues)
     _check_denoiser_classes(components, issues)
     warnings = _check_stages(stages, frozenset(roles), components, session, issues)
@@ -288,25 +280,22 @@ def _component_envelopes(data: dict[str, Any]) -> dict[str, ComponentEnvelope]:
 
 
 def _resolve_components(envelopes: dict[str, ComponentEnvelope], session: Session, issues: _Issues,
-                        encoder_declared: bool) -> dict[str, ComponentSpec]:
-    """Stage 2: every component's Config, the encoder first so that its latent shape can be derived.
-
-    When a declared encoder is itself invalid, the derived fields it would have filled are not reported.
-    """
+                        latent: LatentFields) -> dict[str, ComponentSpec]:
+    """Stage 2: every component's Config, the encoder first, so that the fields derived from its latent shape
+    are filled into the others (:mod:`rae_framework.latent_fields`)."""
     order = sorted(envelopes, key=lambda role: (envelopes[role].kind or role) != "encoder")
     specs: dict[str, ComponentSpec] = {}
-    shape: tuple[int, int, int] | None = None
     for role in order:
-        spec = _resolve_component(role, envelopes[role], session, issues, shape, encoder_declared)
+        spec = _resolve_component(role, envelopes[role], session, issues, latent)
         if spec is not None:
             specs[role] = spec
             if role == "encoder" and spec.kind == "encoder":
-                shape = _latent_shape_or_issue(spec, issues)
+                latent.take_encoder(spec, issues)
     return {role: specs[role] for role in envelopes if role in specs}
 
 
 def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session, issues: _Issues,
-                       shape: tuple[int, int, int] | None, encoder_declared: bool) -> ComponentSpec | None:
+                       latent: LatentFields) -> ComponentSpec | None:
     here = ("components", role)
     entry = _lookup(role, envelope, session, issues)
     if entry is None:
@@ -317,12 +306,13 @@ def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session,
         issues.add((*here, "preset"), str(error), envelope.preset, show_value=False)
         return None
     model = entry.load_config_model()
-    derived = _fill_derived(role, entry.kind, model, merged, envelope, shape, issues)
+    derived = latent.fill(role, entry.kind, model, merged, envelope.params, issues)
     try:
         config = model.model_validate(merged)
     except ValidationError as error:
-        _add_config_errors(here, error, model, underived=shape is None and entry.kind in DERIVED_FIELDS,
-                           encoder_declared=encoder_declared, issues=issues)
+        for item in error.errors():
+            if not latent.handles_missing(here, entry.kind, item, issues):
+                issues.add_error_item((*here, "params"), item, model)
         return None
     if not derived:
         return None
@@ -346,49 +336,6 @@ def _lookup(role: str, envelope: ComponentEnvelope, session: Session, issues: _I
     except ConfigError as error:
         issues.add((*here, "name"), str(error), envelope.name, show_value=False)
         return None
-
-
-def _fill_derived(role: str, kind: str, model: type, merged: dict[str, Any], envelope: ComponentEnvelope,
-                  shape: tuple[int, int, int] | None, issues: _Issues) -> bool:
-    """Put the values derived from the latent shape into ``merged``; False if one written in the assembly
-    contradicts them (a preset's value, written for the encoder the preset was made with, is replaced)."""
-    if shape is None:
-        return True
-    consistent = True
-    for field, derive in DERIVED_FIELDS.get(kind, {}).items():
-        if field not in getattr(model, "model_fields", {}):
-            continue
-        expected, given = derive(shape), merged.get(field)
-        if given is None or field not in envelope.params:  # a preset's value is for its own encoder: it yields
-            merged[field] = expected
-        elif _as_tuple(given) != _as_tuple(expected):
-            issues.add(("components", role, "params", field),
-                       f"contradicts the encoder's latent shape (C, h, w) = {shape}: expected {expected!r}; "
-                       "leave it out to have it derived", given)
-            consistent = False
-    return consistent
-
-
-def _add_config_errors(here: PathKey, error: ValidationError, model: type[BaseModel], *, underived: bool,
-                       encoder_declared: bool, issues: _Issues) -> None:
-    """Report a Config's errors; a missing derived field is explained, or skipped if the encoder is at fault."""
-    derivable = {field for fields in DERIVED_FIELDS.values() for field in fields}
-    for item in error.errors():
-        missing = item["type"] == "missing"
-        if missing and underived and item["loc"] and item["loc"][0] in derivable:
-            if not encoder_declared:
-                issues.add((*here, "params", *item["loc"]), "required; it is derived from the encoder, so add "
-                                                            "an 'encoder' component or set it", show_value=False)
-            continue
-        issues.add_error_item((*here, "params"), item, model)
-
-
-def _latent_shape_or_issue(spec: ComponentSpec, issues: _Issues) -> tuple[int, int, int] | None:
-    shape = latent_shape_of(spec.config)
-    if shape is None:
-        issues.add(("components", "encoder"), f"the Config of encoder '{spec.name}' must expose integer "
-                                              "properties 'token_dim' and 'grid_size'", show_value=False)
-    return shape
 
 
 def _validate_stages(raw: Any, session: Session, issues: _Issues) -> Stages:
@@ -463,10 +410,6 @@ def _advice(components: dict[str, ComponentSpec]) -> list[str]:
             advice.append(f"components.{role}: its widest layer ({width}) is narrower than the latent channels "
                           f"{shape[0]}; the paper finds a DiT must be at least as wide as the tokens to fit them")
     return advice
-
-
-def _as_tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def recipe_path(preset: Preset) -> Path:

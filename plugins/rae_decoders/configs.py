@@ -11,7 +11,7 @@ class ViTDecoderConfig(ComponentConfig):
     """The MAE-style ViT pixel decoder of the paper (the reference's ``GeneralDecoder``).
 
     ``token_dim`` and ``num_patches`` describe the encoder side; an assembly fills them from the encoder
-    when they are absent (``DERIVED_FIELDS`` in :mod:`rae_framework.assembly`).
+    when they are absent (``DERIVED_FIELDS`` in :mod:`rae_framework.latent_fields`).
     """
 
     token_dim: int | None = Field(None, gt=0, description="Width C of the input tokens (the encoder's token "
