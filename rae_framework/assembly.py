@@ -238,7 +238,8 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     envelope = _validate_envelope(data, issues)
     raw_components = data.get("components")
     roles = set(raw_components) if isinstance(raw_components, dict) else set()
-    components = _resolve_components(_component_envelopes(data), session, issues, LatentFields("encoder" in roles))
+    latent = LatentFields("encoder" in roles)
+    components = _resolve_components(_component_envelopes(data), session, issues, latent)
     stages = _validate_stages(data.get("stages"), session, issues)
     _check_denoiser_classes(components, issues)
     warnings = _check_stages(stages, frozenset(roles), components, session, issues)
@@ -247,7 +248,7 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
                         autoencoder=envelope.autoencoder, data=envelope.data, stages=stages,
-                        source=source, warnings=(*issues.warnings, *_advice(components), *warnings))
+                        source=source, warnings=(*issues.warnings, *_advice(components, latent.shape), *warnings))
     assembly._session = session
     return assembly
 
@@ -399,16 +400,14 @@ def _check_denoiser_classes(components: dict[str, ComponentSpec], issues: _Issue
                        f"must equal the main denoiser's num_classes ({expected})", classes)
 
 
-def _advice(components: dict[str, ComponentSpec]) -> list[str]:
+def _advice(components: dict[str, ComponentSpec], shape: LatentShape | None) -> list[str]:
     """Non-fatal advice, e.g. a denoiser narrower than the latent channels (the paper's width rule)."""
-    encoder = components.get("encoder")
-    shape = latent_shape_of(encoder.config) if encoder is not None else None
     advice = []
     for role, spec in components.items():
         width = getattr(spec.config, "token_width", None)  # the widest layer that sees the tokens
-        if spec.kind == "denoiser" and shape is not None and isinstance(width, int) and width < shape[0]:
+        if spec.kind == "denoiser" and shape is not None and isinstance(width, int) and width < shape.channels:
             advice.append(f"components.{role}: its widest layer ({width}) is narrower than the latent channels "
-                          f"{shape[0]}; the paper finds a DiT must be at least as wide as the tokens to fit them")
+                          f"{shape.channels}; the paper finds a DiT must be at least as wide as the tokens to fit them")
     return advice
 
 
