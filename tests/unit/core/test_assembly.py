@@ -225,3 +225,13 @@ def test_stages_are_kept_in_their_registered_order_whatever_the_file_order(tmp_p
     assert assembly.stages.train_decoder.steps == 3 and assembly.stages.spec("sample").reads[-1] == "train_denoiser"
     disabled = load_assembly(write(tmp_path, text), ["stages.sample.enabled=false"], session=session)
     assert disabled.stages.enabled() == ["train_decoder", "latent_stats", "train_denoiser", "evaluate"]
+
+
+def test_a_denoiser_narrower_than_the_latent_channels_is_advised_against(tmp_path):
+    path = tmp_path / "narrow.yaml"
+    path.write_text("name: narrow\ncomponents:\n  encoder: {name: mae, preset: mae-tiny}\n"
+                    "  decoder: {name: vit, preset: vit-tiny}\n"
+                    "  denoiser: {name: lightning-dit, preset: lightning-dit-tiny, params: {hidden_size: 8, num_heads: 1}}\n"
+                    "  schedule: {name: shifted-flow}\n")
+    (warning,) = [item for item in load_assembly(str(path)).warnings if "narrower" in item]
+    assert "widest layer (8)" in warning and "latent channels 32" in warning
