@@ -1,0 +1,1 @@
+"""rae-framework's built-in conditioner components."""
