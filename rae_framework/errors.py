@@ -36,6 +36,10 @@ class PreemptedError(RAEError):
     same command to resume (the CLI exits with ``EXIT_PREEMPTED``)."""
 
 
+class DiskFullError(RAEError):
+    """A write ran out of disk space (ENOSPC/EDQUOT); the files written before it are intact."""
+
+
 class ConfigIssue:
     """One problem in an input file: where (``file:line``), what (dotted path), why, and the value."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic import Field, model_validator
 
 from rae_framework.config import ComponentConfig
 from rae_framework.errors import ConfigError
+from rae_framework.files import free_bytes, human_bytes
 
 CACHE_DIR_ENV = "RAE_LATENT_CACHE_DIR"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG", ".JPG", ".PNG")  # image files of a folder
@@ -71,14 +71,6 @@ def cache_bytes(num_samples: int, latent_shape: tuple[int, ...], dtype: str, fli
     return rows * math.prod(latent_shape) * DTYPE_BYTES[dtype] + num_samples * LABEL_BYTES
 
 
-def free_bytes(folder: str | Path) -> int:
-    """Free bytes on the disk that holds ``folder`` (or its nearest existing parent)."""
-    path = Path(folder).absolute()
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free
-
-
 def check_space(folder: str | Path, needed: int, where: str = "stages.train_denoiser.latent_cache") -> None:
     """:class:`ConfigError` when the disk of ``folder`` has less than ``needed`` bytes (with headroom) free."""
     free = free_bytes(folder)
@@ -86,14 +78,6 @@ def check_space(folder: str | Path, needed: int, where: str = "stages.train_deno
         raise ConfigError(f"{where}: the latent cache needs {human_bytes(needed)} but {folder} has only "
                           f"{human_bytes(free)} free; set {where}.folder (or ${CACHE_DIR_ENV}) to a larger "
                           f"disk, choose dtype bf16, flips false, or enabled false (encode on the fly)")
-
-
-def human_bytes(count: float) -> str:
-    """``1.5 GB`` style (powers of 1000, up to TB)."""
-    unit = 0
-    while abs(count) >= 1000 and unit < 4:
-        count, unit = count / 1000, unit + 1
-    return f"{count:.1f} {('B', 'kB', 'MB', 'GB', 'TB')[unit]}" if unit else f"{int(count)} B"
 
 
 def training_images(data: Any) -> int:

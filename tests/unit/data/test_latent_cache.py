@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from rae_framework import files
 from rae_framework.data import cache_plan, latent_cache
 from rae_framework.data.cache_plan import LatentCacheConfig, cache_bytes, cache_folder, check_space
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
@@ -108,7 +109,7 @@ def test_a_stale_lock_of_a_dead_builder_is_taken_over(tmp_path, monkeypatch):
 
 def test_a_disk_without_the_space_is_refused_before_encoding(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(cache_plan.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 100, 100))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 100, 100))
     encoder = CountingEncoder()
     with pytest.raises(ConfigError, match="needs 1.6 kB but .* has only 100 B free"):
         build(tmp_path / "c", encoder)
@@ -152,6 +153,6 @@ def test_validate_prints_the_cache_size_and_refuses_a_full_disk(tmp_path, monkey
     assert main(["validate", quickstart, "--set", folder, "--set", "stages.train_denoiser.latent_cache.dtype=bf16"]) == 0
     assert f"latent cache: 3.3 MB (1617 images, 64x4x4 bf16) in {tmp_path}/" in capsys.readouterr().out
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(cache_plan.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**5, 10**5))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**5, 10**5))
     assert main(["validate", quickstart, "--set", folder]) == 2
     assert "the latent cache needs 6.6 MB but" in capsys.readouterr().err
