@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "schema", cmd_schema, "JSON Schema of assembly files (for editor autocompletion)", [])
     _add_sample(commands)
     _add_import_official(commands)
+    _add_import(commands)
     _add(commands, "sweep", cmd_sweep, "run an assembly over a grid of overrides (cross product, repeated "
                                        "seeds), reusing shared stages; table, sweep.csv and sweep.png", [
         ("assembly", {"help": "assembly YAML file"}),
@@ -213,6 +214,32 @@ def cmd_import_official(args: argparse.Namespace) -> int:
                              if getattr(args, role) is not None})
     path = import_official_run(args.assembly, files, args.out, args.overrides)
     print(f"imported into {args.out}; sample and evaluate with: rae run {path} --out {args.out}")
+    return EXIT_OK
+
+
+def _add_import(commands: Any) -> None:
+    _add(commands, "import", cmd_import, "import a published diffusers AutoencoderRAE (folder or Hub repo id) into a "
+         "run directory whose assembly trains stage 2 on it", [
+             ("source", {"metavar": "SOURCE", "help": "AutoencoderRAE folder (config.json + diffusion_pytorch_model"
+                                                      ".safetensors; a pipeline folder's vae/) or Hub repo id"}),
+             ("--out", {"required": True, "metavar": "DIR", "help": "run directory to write"}),
+             ("--assembly", {"default": None, "metavar": "FILE", "help": "stage-2 assembly (denoiser, schedule, "
+                             "data, stages); its encoder, decoder and statistics are replaced by the imported ones "
+                             "(default: a DiT^DH-S template that needs --set data.root=DIR)"}),
+             ("--subfolder", {"default": None, "metavar": "NAME", "help": "folder of the model inside SOURCE (e.g. vae)"}),
+             ("--revision", {"default": None, "metavar": "REV", "help": "Hub revision (branch, tag or commit)"}),
+             ("--offline", {"action": "store_true", "help": "read the Hugging Face cache only (as HF_HUB_OFFLINE=1)"}),
+             SET_OPTION,
+         ])
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``rae import``: AutoencoderRAE -> ``OUT/checkpoints/`` (encoder, decoder, statistics) + ``OUT/imported.yaml``."""
+    from rae_framework.interop.diffusers_import import import_diffusers_run
+
+    path = import_diffusers_run(args.source, args.out, assembly=args.assembly, subfolder=args.subfolder,
+                                revision=args.revision, offline=args.offline, overrides=args.overrides)
+    print(f"imported {args.source} into {args.out}; train stage 2 with: rae run {path} --out {args.out}")
     return EXIT_OK
 
 
