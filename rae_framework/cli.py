@@ -226,7 +226,8 @@ def _add_import(commands: Any) -> None:
              ("--assembly", {"default": None, "metavar": "FILE", "help": "stage-2 assembly (denoiser, schedule, "
                              "data, stages); its encoder, decoder and statistics are replaced by the imported ones "
                              "(default: a DiT^DH-S template that needs --set data.root=DIR)"}),
-             ("--subfolder", {"default": None, "metavar": "NAME", "help": "folder of the model inside SOURCE (e.g. vae)"}),
+             ("--subfolder", {"default": None, "metavar": "NAME",
+                              "help": "folder of the model inside SOURCE (e.g. vae)"}),
              ("--revision", {"default": None, "metavar": "REV", "help": "Hub revision (branch, tag or commit)"}),
              ("--offline", {"action": "store_true", "help": "read the Hugging Face cache only (as HF_HUB_OFFLINE=1)"}),
              SET_OPTION,

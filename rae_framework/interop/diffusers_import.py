@@ -110,9 +110,9 @@ def imported_document(base: dict[str, Any], source_map: Any, specs: Mapping[str,
     """``base`` with the imported encoder/decoder and statistics, without stage 1, then the ``--set`` overrides."""
     from rae_framework.yaml_lines import apply_override, parse_override
 
-    document = {**base, "components": {**specs, **{role: spec for role, spec in (base.get("components") or {}).items()
-                                                   if role not in specs}},
-                "autoencoder": {**(base.get("autoencoder") or {}), "statistics": statistics and str(statistics)},
+    others = {role: spec for role, spec in (base.get("components") or {}).items() if role not in specs}
+    autoencoder = {**(base.get("autoencoder") or {}), "statistics": str(statistics) if statistics else None}
+    document = {**base, "components": {**specs, **others}, "autoencoder": autoencoder,
                 "stages": {key: value for key, value in (base.get("stages") or {}).items() if key not in STAGE_ONE}}
     for role in specs:
         source_map.overrides[("components", role)] = IMPORTED

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rae_framework.errors import ConfigError
+from rae_framework.errors import ConfigError, RAEError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
@@ -162,6 +162,13 @@ def expected_keys(config: Mapping[str, Any], where: str) -> set[str]:
             model = AutoencoderRAE(**config)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"rae import: {where}: {CLASS_NAME} rejects this config: {error}") from None
+    except Exception as error:  # noqa: BLE001 - e.g. diffusers 0.42's siglip2 branch under transformers 5
+        import diffusers
+        import transformers
+
+        raise RAEError(f"rae import: {where}: diffusers {diffusers.__version__} cannot build {CLASS_NAME}("
+                       f"encoder_type={config.get('encoder_type', 'dinov2')!r}) with transformers "
+                       f"{transformers.__version__} ({type(error).__name__}: {error})") from None
     return set(model.state_dict())
 
 

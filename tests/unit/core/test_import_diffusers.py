@@ -48,8 +48,9 @@ stages:
 def tiny_autoencoder(seed: int = 0, **changes) -> diffusers.AutoencoderRAE:
     """A random tiny AutoencoderRAE with per-position latent statistics and a scaling factor."""
     torch.manual_seed(seed)
-    stats = {"latents_mean": (torch.randn(64, 4, 4) * 0.1).tolist(), "latents_std": (torch.rand(64, 1, 1) + 0.5).tolist(),
-             "scaling_factor": 0.7, "encoder_norm_mean": [0.5, 0.4, 0.3], "encoder_norm_std": [0.2, 0.3, 0.25]}
+    stats = {"latents_mean": (torch.randn(64, 4, 4) * 0.1).tolist(),
+             "latents_std": (torch.rand(64, 1, 1) + 0.5).tolist(), "scaling_factor": 0.7,
+             "encoder_norm_mean": [0.5, 0.4, 0.3], "encoder_norm_std": [0.2, 0.3, 0.25]}
     model = diffusers.AutoencoderRAE(**{**TINY, **stats, **changes}).eval()
     with torch.no_grad():  # diffusers initialises the decoder's cls token and biases to zero: make them count
         for parameter in model.decoder.parameters():
@@ -59,7 +60,7 @@ def tiny_autoencoder(seed: int = 0, **changes) -> diffusers.AutoencoderRAE:
 
 @pytest.fixture
 def pipeline_folder(tmp_path) -> Path:
-    """A pipeline-style folder written by diffusers: ``model/vae/{config.json, diffusion_pytorch_model.safetensors}``."""
+    """A pipeline-style folder written by diffusers: ``model/vae/`` with config.json and the safetensors."""
     tiny_autoencoder().save_pretrained(tmp_path / "model" / "vae")
     return tmp_path / "model"
 
@@ -132,6 +133,22 @@ def test_our_export_imports_back_with_sharded_weights(tmp_path):
         torch.testing.assert_close(back.eval().encode(images), ours.encode(images), atol=1e-5, rtol=1e-5)
         latent = ours.encode(images)
         torch.testing.assert_close(back.decode(latent), ours.decode(latent), atol=1e-5, rtol=1e-5)
+
+
+def test_a_mae_folder_imports_as_diffusers_computes(tmp_path):
+    """The MAE encoder type (diffusers' ordered-token forward): our imported RAE encodes and decodes alike."""
+    import rae_framework
+    from rae_framework.autoencoder import RepresentationAutoencoder
+    from rae_framework.engine.statistics import load_statistics
+
+    theirs = tiny_autoencoder(encoder_type="mae", encoder_patch_size=16, encoder_input_size=64)
+    theirs.save_pretrained(tmp_path / "mae")
+    imported = rae_framework.load_assembly(str(import_diffusers_run(str(tmp_path / "mae"), tmp_path / "run",
+                                                                    overrides=["data.root=/x"])))
+    ours = RepresentationAutoencoder(imported.build("encoder"), imported.build("decoder"), imported.autoencoder)
+    ours.set_statistics(*load_statistics(imported.autoencoder.statistics))
+    assert imported.components["encoder"].name == "mae"
+    assert_same_autoencoder(ours.eval(), theirs)
 
 
 @pytest.mark.parametrize("missing", ["config.json", "diffusion_pytorch_model.safetensors"])
