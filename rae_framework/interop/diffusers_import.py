@@ -151,10 +151,11 @@ def write_checkpoints(rae: Any, config: Mapping[str, Any], state: Mapping[str, A
 
 
 def write_provenance(out_dir: Path, source: str, resolved: DiffusersSource) -> None:
-    """``imported_from.json``: what was imported (the source as given, the folder it resolved to, its config)."""
+    """``imported_from.json``: what was imported (the source as given, what it resolved to: the folder and, for
+    a Hub repo, the snapshot's commit; its config)."""
     from rae_framework.files import atomic_write_text
 
-    record = {"source": source, "resolved": resolved.where, "folder": str(resolved.folder),
+    record = {"source": source, "resolved": resolved.where, "folder": str(resolved.folder), "commit": resolved.commit,
               "config": json.loads((resolved.folder / CONFIG_FILE).read_text(encoding="utf-8"))}
     atomic_write_text(out_dir / PROVENANCE_FILE, json.dumps(record, indent=2, default=str))
 

@@ -50,7 +50,7 @@ class DiffusersSource:
 
     folder: Path  # holds config.json and the weights (or should: reading names what is missing)
     where: str  # "folder /x/vae" or "Hub repo org/name (subfolder vae, revision main)"
-    repo_id: str | None = None
+    commit: str | None = None  # the Hub snapshot's commit hash (the cache's snapshots/<commit>/)
     hint: str = ""  # how to get a missing file (the download command for a Hub repo)
 
     def file(self, name: str) -> Path:
@@ -113,7 +113,7 @@ def hub_source(repo_id: str, subfolder: str | None, revision: str | None, offlin
         reason = ("is not in the Hugging Face cache and the Hub is offline (HF_HUB_OFFLINE=1 or --offline)"
                   if offline else f"could not be downloaded ({type(error).__name__}: {error})")
         raise ConfigError(f"rae import: {described} {reason}{hint}") from None
-    return DiffusersSource(model_folder(snapshot, subfolder), described, repo_id, hint)
+    return DiffusersSource(model_folder(snapshot, subfolder), described, snapshot.name, hint)
 
 
 def read_config(source: DiffusersSource) -> dict[str, Any]:

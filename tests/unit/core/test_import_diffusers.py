@@ -236,5 +236,7 @@ def test_import_by_hub_id_from_the_offline_cache(pipeline_folder, tmp_path):
     for key, value in theirs.encoder.state_dict().items():
         assert torch.equal(imported[f"model.{key}"], value), key
     assert yaml.safe_load((tmp_path / "run" / "imported.yaml").read_text())["name"] == "tiny-rae"
+    provenance = json.loads((tmp_path / "run" / "imported_from.json").read_text())
+    assert provenance["commit"] == "0123456789abcdef0123456789abcdef01234567" and provenance["source"] == "org/tiny-rae"
     assert ("diffusion_pytorch_model.safetensors is missing from Hub repo org/partial-rae (subfolder vae, revision "
             "main)") in done.stderr and "hf download org/partial-rae --include 'vae/*'" in done.stderr
