@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rae_framework.errors import ConfigError
+from rae_framework.files import atomic_write_text
 from rae_framework.interop.diffusers_source import (CONFIG_FILE, IGNORED_KEYS, DiffusersSource, check_state_keys,
                                                     read_config, read_state_dict, resolve_source)
 from rae_framework.interop.import_run import IMPORTED_ASSEMBLY, STATISTICS_FILE
@@ -153,8 +154,6 @@ def write_checkpoints(rae: Any, config: Mapping[str, Any], state: Mapping[str, A
 def write_provenance(out_dir: Path, source: str, resolved: DiffusersSource) -> None:
     """``imported_from.json``: what was imported (the source as given, what it resolved to: the folder and, for
     a Hub repo, the snapshot's commit; its config)."""
-    from rae_framework.files import atomic_write_text
-
     record = {"source": source, "resolved": resolved.where, "folder": str(resolved.folder), "commit": resolved.commit,
               "config": json.loads((resolved.folder / CONFIG_FILE).read_text(encoding="utf-8"))}
     atomic_write_text(out_dir / PROVENANCE_FILE, json.dumps(record, indent=2, default=str))
@@ -183,5 +182,5 @@ def import_diffusers_run(source: str, out_dir: str | Path, *, assembly: str | Pa
     imported = validated(document, source_map, origin)
     write_provenance(out_dir, source, resolved)
     path = out_dir / IMPORTED_ASSEMBLY
-    path.write_text(imported.to_yaml(), encoding="utf-8")
+    atomic_write_text(path, imported.to_yaml())
     return path
