@@ -288,9 +288,10 @@ class RunLock:
         """Stop the heartbeat and remove the lock file if it is still ours."""
         self._stop.set()
         self._thread.join()
-        if self.held():
+        ours = self.held()
+        os.close(self._descriptor)  # before the unlink: NFS would keep an open, unlinked file as .nfsXXXX
+        if ours:
             self.path.unlink(missing_ok=True)
-        os.close(self._descriptor)
 
     def __enter__(self) -> RunLock:
         return self
