@@ -14,9 +14,29 @@ from pathlib import Path
 
 import pytest
 
+from rae_framework.assembly import load_assembly
+from rae_framework.cli import main
+from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.run_lock import (LOCK_NAME, Holder, LockTimes, RunLock, _break, hold_run_lock, look,
                                            process_start_ticks)
+from rae_framework.engine.run_state import RunState, StageRecord
 from rae_framework.errors import ConfigError, RunDirectoryLockedError
+from rae_framework.sweep import expand, run_point
+
+ASSEMBLY = """\
+name: lock-unit
+seed: 0
+components:
+  encoder: {name: mae, preset: mae-tiny}
+  decoder: {name: vit, preset: vit-tiny}
+  denoiser: {name: dit-dh, preset: dit-dh-tiny, params: {in_channels: 32, input_size: 2}}
+  schedule: {name: shifted-flow}
+autoencoder: {noise_tau: 0.5}
+data: {source: digits, image_size: 16}
+stages:
+  latent_stats: {batch_size: 256}
+  train_denoiser: {steps: 2, batch_size: 16}
+"""
 
 FAST = LockTimes(heartbeat_s=0.05, stale_s=1.0)
 
@@ -203,3 +223,35 @@ def test_bad_lock_times_are_named(heartbeat, stale, match):
 
 def test_lock_times_default_without_the_variables():
     assert LockTimes.from_environment({}) == LockTimes(30.0, 300.0)
+
+
+def held_run(tmp_path: Path) -> Path:
+    """A run directory with a file in it, whose lock another process (on another machine) holds."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "latent_stats.safetensors").write_bytes(b"old")
+    write_lock(run, elsewhere())
+    return run
+
+
+def test_a_sweep_point_on_a_held_folder_is_refused_before_it_adopts_anything(tmp_path):
+    run = held_run(tmp_path)
+    (tmp_path / "a.yaml").write_text(ASSEMBLY)
+    assembly, (point,) = load_assembly(str(tmp_path / "a.yaml")), expand([], [0])
+    donor = RunState(tmp_path / "donor", assembly, DistContext())  # has latent_stats with the same inputs
+    output = donor.out_dir / "checkpoints" / "latent_stats.safetensors"
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"donor's")
+    donor.write_record(StageRecord.create("latent_stats", donor.input_hash("latent_stats"), [output], donor.out_dir))
+    before = snapshot(run)
+    with pytest.raises(RunDirectoryLockedError, match="held by host node-b"):
+        run_point(point, assembly, run, donors=[donor.out_dir])
+    assert snapshot(run) == before
+
+
+def test_import_official_into_a_held_folder_exits_2_and_writes_nothing(tmp_path, capsys):
+    run = held_run(tmp_path)
+    (tmp_path / "a.yaml").write_text(ASSEMBLY)
+    before = snapshot(run)
+    assert main(["import-official", str(tmp_path / "a.yaml"), "--out", str(run), "--stats", "stat.pt"]) == 2
+    assert snapshot(run) == before and "is in use by another process" in capsys.readouterr().err
