@@ -1,6 +1,7 @@
 """One writer per run directory, through the CLI: a second ``rae run`` on a folder that a running one holds
 exits 2 at once naming the holder, leaves the folder as it was, and the first run ends as a clean run does;
-under torchrun every rank of a refused job exits (none waits for another)."""
+the lock of a run killed with SIGKILL is taken over by the next run, which says so; under torchrun every rank
+of a refused job exits (none waits for another)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,22 @@ def test_a_second_run_on_a_busy_folder_exits_2_untouched_and_the_first_equals_a_
     assert clean.wait(timeout=300) == 0, (tmp_path / "clean.log").read_text()[-3000:]
     expected, got = weights(tmp_path / "clean"), weights(run)
     assert expected.keys() == got.keys() and all(torch.equal(expected[key], got[key]) for key in expected)
+    assert not (run / LOCK_NAME).exists()
+
+
+@pytest.mark.slow
+def test_the_lock_of_a_killed_run_is_taken_over_by_the_next_run_which_says_so(tmp_path):
+    assembly = tmp_path / "tiny.yaml"
+    assembly.write_text(ASSEMBLY)
+    run, log = tmp_path / "run", tmp_path / "killed.log"
+    killed = start(assembly, run, log)
+    wait_for(log, "latent_stats: starting", killed)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=60) == -signal.SIGKILL and (run / LOCK_NAME).is_file()
+    rerun = subprocess.run(command(assembly, run), capture_output=True, text=True, env=ENV, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"warning: took over the lock of run directory {run} from host " in rerun.stderr
+    assert f"pid {killed.pid}, " in rerun.stderr and f"its process {killed.pid} no longer runs" in rerun.stderr
     assert not (run / LOCK_NAME).exists()
 
 
