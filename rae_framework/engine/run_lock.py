@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rae_framework.errors import ConfigError, RAEError, RunDirectoryLockedError
+from rae_framework.files import full_disk_reported
 
 LOCK_NAME = ".rae.lock"
 HEARTBEAT_ENV, STALE_ENV = "RAE_LOCK_HEARTBEAT_S", "RAE_LOCK_STALE_S"
@@ -188,8 +189,9 @@ def _create(path: Path, holder: Holder) -> int | None:
     except FileExistsError:
         return None
     try:
-        os.write(descriptor, holder.to_text().encode())
-        os.fsync(descriptor)
+        with full_disk_reported(path.parent, path.name):
+            os.write(descriptor, holder.to_text().encode())
+            os.fsync(descriptor)
     except BaseException:
         os.close(descriptor)
         path.unlink(missing_ok=True)
