@@ -1,9 +1,10 @@
 """The command-line interface: ``rae`` / ``python -m rae_framework``.
 
 Exit codes: 0 ok, 2 invalid input (an assembly, a name, a parameter: the message says ``file:line`` and
-the dotted path), 1 failure while running, 75 preempted (SIGTERM/SIGUSR1: a training stage saved a checkpoint
-at its last finished step; rerun to resume). Tracebacks only with ``--debug``. ``list``, ``describe``,
-``validate``, ``schema``, ``plugins`` and ``--help`` never import torch; ``run`` and ``sample`` do.
+the dotted path) or a run directory that another process holds, 1 failure while running, 75 preempted
+(SIGTERM/SIGUSR1: a training stage saved a checkpoint at its last finished step; rerun to resume). Tracebacks
+only with ``--debug``. ``list``, ``describe``, ``validate``, ``schema``, ``plugins`` and ``--help`` never import
+torch; ``run`` and ``sample`` do.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from rae_framework.errors import ConfigError, PreemptedError, RAEError
+from rae_framework.errors import ConfigError, PreemptedError, RAEError, RunDirectoryLockedError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: progress saved on SIGTERM/SIGUSR1; rerun (or requeue) to resume
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.command(args)
-    except ConfigError as error:
+    except (ConfigError, RunDirectoryLockedError) as error:
         return _report(error, args.debug, EXIT_INVALID)
     except PreemptedError as error:
         return _report(error, args.debug, EXIT_PREEMPTED)

@@ -36,6 +36,11 @@ class PreemptedError(RAEError):
     same command to resume (the CLI exits with ``EXIT_PREEMPTED``)."""
 
 
+class RunDirectoryLockedError(RAEError):
+    """Another process holds the run directory's lock (``.rae.lock``); nothing was written into it. The CLI
+    exits with code 2."""
+
+
 class DiskFullError(RAEError):
     """A write ran out of disk space (ENOSPC/EDQUOT); the files written before it are intact."""
 

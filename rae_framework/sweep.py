@@ -185,18 +185,23 @@ def read_point_file(out_dir: Path) -> dict:
 
 
 def run_point(point: SweepPoint, assembly, out_dir: Path, donors: list[Path]) -> RunRow:
-    """Adopt shared stages, run the rest through the engine, book the time spent."""
+    """Adopt shared stages, run the rest through the engine, book the time spent; all under the point's run
+    directory lock (a second sweep over the same point stops at once)."""
+    from rae_framework.engine.distributed import init_distributed
+    from rae_framework.engine.run_lock import hold_run_lock
     from rae_framework.engine.runner import run_assembly
 
-    adopted = adopt_shared_stages(out_dir, assembly, donors)
-    start = time.perf_counter()
-    result = run_assembly(assembly, out_dir, resume=True)
-    booked = read_point_file(out_dir)
-    booked["wall_s"] += time.perf_counter() - start if result.ran else 0.0
-    booked["ran"] = sorted(set(booked["ran"]) | set(result.ran))
-    booked["reused"] = sorted(set(booked["reused"]) | set(adopted))
-    booked.update(point=point.setting, seed=point.seed, overrides=dict(point.overrides))
-    (out_dir / POINT_FILE).write_text(json.dumps(booked, indent=2, sort_keys=True) + "\n")
+    context = init_distributed()
+    with hold_run_lock(out_dir, context):
+        adopted = adopt_shared_stages(out_dir, assembly, donors)
+        start = time.perf_counter()
+        result = run_assembly(assembly, out_dir, resume=True, context=context, lock_held=True)
+        booked = read_point_file(out_dir)
+        booked["wall_s"] += time.perf_counter() - start if result.ran else 0.0
+        booked["ran"] = sorted(set(booked["ran"]) | set(result.ran))
+        booked["reused"] = sorted(set(booked["reused"]) | set(adopted))
+        booked.update(point=point.setting, seed=point.seed, overrides=dict(point.overrides))
+        (out_dir / POINT_FILE).write_text(json.dumps(booked, indent=2, sort_keys=True) + "\n")
     return RunRow(point, booked["wall_s"], booked["ran"], booked["reused"], dict(result.metrics))
 
 

@@ -19,6 +19,7 @@ Run directory::
     samples/samples.npz, grid.png ADM layout (arr_0 uint8 (N, H, W, 3), arr_1 int64); one grid row per class
     metrics.json                  evaluation results
     stages/<stage>/stage_state.json  input hash + output hashes: a stage whose inputs are unchanged is skipped
+    .rae.lock                     while a run writes: who holds the directory (``run_lock``); removed at exit
 
 Determinism: data order and augmentation are a pure function of ``(seed, epoch)``; every random draw of a
 training step comes from generators keyed by ``(seed, stream, step, block of 16 global rows)``, each rank

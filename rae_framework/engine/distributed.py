@@ -45,6 +45,14 @@ class DistContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def broadcast_object(self, value):
+        """Rank 0's ``value`` (any picklable object) on every rank; ``value`` itself single-process."""
+        if not self.enabled:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def average_gradients(self, parameters) -> None:
         """Average ``.grad`` over ranks, for modules trained outside DDP (the stage-1 discriminator)."""
         if not self.enabled:

@@ -5,11 +5,13 @@ The stages are registered components (kind ``stage``); everything here is derive
 (:class:`~rae_framework.stage.StageSpec`). A stage is skipped when its record
 ``stages/<stage>/stage_state.json`` holds the same input hash (the resolved assembly parts its spec names +
 the output hashes of the stages it reads) and its outputs still exist. Resumable stages continue from their
-newest step checkpoint. Under ``torchrun`` every rank runs this; rank 0 writes the shared files.
+newest step checkpoint. Under ``torchrun`` every rank runs this; rank 0 holds the run directory's lock and
+writes the shared files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -22,6 +24,7 @@ import torch
 from rae_framework.data.datasets import class_names
 from rae_framework.engine.distributed import DistContext, init_distributed
 from rae_framework.engine.logging import RunLogger
+from rae_framework.engine.run_lock import hold_run_lock
 from rae_framework.engine.run_state import RunState, StageRecord
 from rae_framework.errors import ConfigError, RAEError
 from rae_framework.files import atomic_write_text
@@ -81,14 +84,22 @@ def seed_everything(seed: int, rank: int) -> None:
 
 
 def run_assembly(assembly, out_dir: str | Path, *, resume: bool = True, stages: list[str] | None = None,
-                 context: DistContext | None = None) -> RunResult:
+                 context: DistContext | None = None, lock_held: bool = False) -> RunResult:
     """Run ``assembly``'s stages into ``out_dir`` (see the module docstring); returns what ran.
 
-    ``resume=False`` starts over: finished stages run again and training stages start from step 0.
+    ``resume=False`` starts over: finished stages run again and training stages start from step 0. The run
+    holds the directory's lock (:mod:`~rae_framework.engine.run_lock`) before it writes anything there, and
+    raises :class:`~rae_framework.errors.RunDirectoryLockedError` when another process holds it;
+    ``lock_held=True``: the caller holds it already (``rae sweep``, around a point's adoption of stages).
     """
     out_dir = Path(out_dir)
     context = context or init_distributed()
     chosen = selected_stages(assembly, stages)
+    with contextlib.nullcontext() if lock_held else hold_run_lock(out_dir, context):
+        return _run_locked(assembly, out_dir, chosen, resume, context)
+
+
+def _run_locked(assembly, out_dir: Path, chosen: list[str], resume: bool, context: DistContext) -> RunResult:
     logger = RunLogger(out_dir, enabled=context.is_main)
     state = RunState(out_dir, assembly, context, logger=logger, resume=resume)
     check_upstream(state, chosen)

@@ -110,6 +110,7 @@ def import_official_run(assembly_path: str | Path, files: OfficialFiles, out_dir
     """Write the reference's weights into ``out_dir/checkpoints/`` and ``out_dir/imported.yaml``, the assembly
     with each imported role's ``checkpoint`` (and ``autoencoder.statistics``) pointing at them; returns it."""
     from rae_framework.assembly import load_assembly
+    from rae_framework.engine.run_lock import hold_run_lock
 
     if not files.roles() and files.stats is None:
         raise ConfigError("import-official: name at least one file (--decoder, --stats, --denoiser, --guide)")
@@ -117,12 +118,13 @@ def import_official_run(assembly_path: str | Path, files: OfficialFiles, out_dir
     unbound = [f"components.{role}.checkpoint=null" for role in roles]  # build fresh, then load the import
     assembly = load_assembly(assembly_path, [*overrides, *unbound])
     checkpoints = Path(out_dir) / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    bound = [f"components.{role}.checkpoint={path}" for role, path in import_weights(assembly, files,
-                                                                                    checkpoints).items()]
-    if files.stats is not None:
-        bound.append(f"autoencoder.statistics={import_statistics(files.stats, checkpoints)}")
-    imported = load_assembly(assembly_path, [*overrides, *bound])  # validated again, now with the files
-    path = Path(out_dir) / IMPORTED_ASSEMBLY
-    path.write_text(imported.to_yaml(), encoding="utf-8")
+    with hold_run_lock(out_dir):  # a writer of the run directory, as `rae run` is
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        bound = [f"components.{role}.checkpoint={path}" for role, path in import_weights(assembly, files,
+                                                                                        checkpoints).items()]
+        if files.stats is not None:
+            bound.append(f"autoencoder.statistics={import_statistics(files.stats, checkpoints)}")
+        imported = load_assembly(assembly_path, [*overrides, *bound])  # validated again, now with the files
+        path = Path(out_dir) / IMPORTED_ASSEMBLY
+        path.write_text(imported.to_yaml(), encoding="utf-8")
     return path
