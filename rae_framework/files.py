@@ -3,12 +3,16 @@
 A crash at any moment leaves either the complete new file or the old one, never a torn file; a full disk
 (ENOSPC, or a quota: EDQUOT) while writing is a :class:`~rae_framework.errors.DiskFullError` naming the
 folder and its free space, raised after the temp file is removed, so the previous file stays intact.
+Native writers hide the ``OSError``: ``torch.save`` to a file object raises a ``RuntimeError`` while handling
+it, safetensors raises ``SafetensorError("... (os error 28)")``; :func:`full_disk_errno` finds it in both.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +21,16 @@ from pathlib import Path
 from rae_framework.errors import DiskFullError
 
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error shows an errno
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (streamed in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fsync_path(path: Path) -> None:
@@ -57,13 +71,29 @@ def full_disk_reported(folder: str | Path, what: str) -> Iterator[None]:
     cleanup (temp files) runs as the error propagates."""
     try:
         yield
-    except OSError as error:
-        if error.errno not in FULL_DISK_ERRNOS:
+    except Exception as error:
+        code = full_disk_errno(error)
+        if code is None:
             raise
         raise DiskFullError(
-            f"the disk is full: writing {what} into {folder} failed ({os.strerror(error.errno)}; "
+            f"the disk is full: writing {what} into {folder} failed ({os.strerror(code)}; "
             f"{human_bytes(free_bytes(folder))} free). The files written before are intact; free space "
             f"(or point the run at a larger disk) and rerun the same command to continue") from error
+
+
+def full_disk_errno(error: BaseException) -> int | None:
+    """ENOSPC or EDQUOT when ``error``, an exception it was raised from or while handling, or a native
+    writer's "(os error N)" message says so; else None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        code = error.errno if isinstance(error, OSError) else None
+        match = RUST_OS_ERROR.search(str(error)) if code is None else None
+        code = int(match.group(1)) if match else code
+        if code in FULL_DISK_ERRNOS:
+            return code
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def free_bytes(folder: str | Path) -> int:
