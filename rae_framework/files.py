@@ -4,7 +4,9 @@ A crash at any moment leaves either the complete new file or the old one, never 
 (ENOSPC, or a quota: EDQUOT) while writing is a :class:`~rae_framework.errors.DiskFullError` naming the
 folder and its free space, raised after the temp file is removed, so the previous file stays intact.
 Native writers hide the ``OSError``: ``torch.save`` to a file object raises a ``RuntimeError`` while handling
-it, safetensors raises ``SafetensorError("... (os error 28)")``; :func:`full_disk_errno` finds it in both.
+it, safetensors raises ``SafetensorError("... (os error 28)")``, and ``np.save`` into a file raises
+``OSError("98304 requested and 65408 written")`` without an errno (a short write to a regular file: the disk or
+the quota is full); :func:`full_disk_errno` finds all three.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rae_framework.errors import DiskFullError
 
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error shows an errno
+NUMPY_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")  # ndarray.tofile's OSError, errno dropped
 
 
 def file_sha256(path: str | Path) -> str:
@@ -82,18 +85,25 @@ def full_disk_reported(folder: str | Path, what: str) -> Iterator[None]:
 
 
 def full_disk_errno(error: BaseException) -> int | None:
-    """ENOSPC or EDQUOT when ``error``, an exception it was raised from or while handling, or a native
-    writer's "(os error N)" message says so; else None."""
+    """ENOSPC or EDQUOT when ``error``, or an exception it was raised from or while handling, says so (the
+    native writers' ways included, see the module doc); else None."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        code = error.errno if isinstance(error, OSError) else None
-        match = RUST_OS_ERROR.search(str(error)) if code is None else None
-        code = int(match.group(1)) if match else code
-        if code in FULL_DISK_ERRNOS:
+        if (code := _errno_of(error)) in FULL_DISK_ERRNOS:
             return code
         error = error.__cause__ or error.__context__
     return None
+
+
+def _errno_of(error: BaseException) -> int | None:
+    """The errno an exception carries, shows as Rust's "(os error N)", or implies as numpy's short write."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno
+    if isinstance(error, OSError) and NUMPY_SHORT_WRITE.match(str(error)):
+        return errno.ENOSPC
+    match = RUST_OS_ERROR.search(str(error))
+    return int(match.group(1)) if match else None
 
 
 def free_bytes(folder: str | Path) -> int:

@@ -80,24 +80,27 @@ def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one(tmp_path, c
 def test_a_full_disk_at_a_checkpoint_exits_1_and_the_rerun_finishes(tmp_path, clean_run):
     assembly, clean = clean_run
     out = tmp_path / "run"
-    written = [path for path in (clean / "checkpoints").rglob("*")
-               if "step_" not in str(path) and path.name not in FINAL]  # the statistics, the stage's marker
-    one_checkpoint = pages((clean / "checkpoints" / "train_denoiser" / "step_00000006").iterdir())
-    # Room for what comes first and one and a half checkpoints: step 2 fits, step 4 (beside it) does not.
-    size = pages(written) + one_checkpoint * 3 // 2
-    with small_disk(out / "checkpoints", size) as disk:
+    shutil.copytree(clean, out)  # the statistics and the latent cache are reused: only train_denoiser runs
+    folder = out / "checkpoints" / "train_denoiser"
+    one_checkpoint = pages((folder / "step_00000006").iterdir())
+    marker = (folder / "inputs.json").read_bytes()
+    shutil.rmtree(folder)
+    for name in FINAL:
+        (out / "checkpoints" / name).unlink()
+    # Room for the marker and one and a half checkpoints: step 2 fits, step 4 (written beside it) does not.
+    with small_disk(folder, 4096 + one_checkpoint * 3 // 2) as disk:
+        (folder / "inputs.json").write_bytes(marker)
         failed = run(assembly, out) if disk is not None else run(assembly, out, "4")
         assert failed.returncode == 1, failed.stderr[-3000:]
-        folder = out / "checkpoints" / "train_denoiser"
         message = re.search(r"error: the disk is full: writing checkpoint step_00000004 into (\S+) failed "
-                            r"\(No space left on device; ([\d.]+ k?B) free\)", failed.stderr)
+                            r"\(No space left on device; ([\d.]+ [kMGT]?B) free\)", failed.stderr)
         assert message and message.group(1) == str(folder), failed.stderr[-3000:]
         assert "Traceback" not in failed.stderr
         assert sorted(path.name for path in folder.iterdir()) == ["inputs.json", "step_00000002"]  # no temp folder
         assert CheckpointManager(folder).load()[1]["step"] == 2
 
         if disk is not None:
-            resize(disk, 8 * size)
+            resize(disk, 8 * one_checkpoint)
         rerun = run(assembly, out)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert "train_denoiser: resumed from step 2" in rerun.stderr

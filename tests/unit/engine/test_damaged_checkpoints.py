@@ -170,5 +170,6 @@ def test_full_disk_errno_finds_the_errno_behind_native_writers_errors():
     except RuntimeError as chained:
         assert full_disk_errno(chained) == errno.EDQUOT
     assert full_disk_errno(SafetensorError("I/O error: No space left on device (os error 28)")) == errno.ENOSPC
+    assert full_disk_errno(OSError("98304 requested and 65408 written")) == errno.ENOSPC  # np.save's short write
     assert full_disk_errno(RuntimeError("unexpected pos 704 vs 598")) is None
     assert full_disk_errno(OSError(errno.EACCES, "denied")) is None
