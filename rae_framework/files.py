@@ -74,6 +74,8 @@ def full_disk_reported(folder: str | Path, what: str) -> Iterator[None]:
     cleanup (temp files) runs as the error propagates."""
     try:
         yield
+    except DiskFullError:  # already reported by an inner block, which named the exact folder
+        raise
     except Exception as error:
         code = full_disk_errno(error)
         if code is None:

@@ -16,7 +16,7 @@ from rae_framework.engine import checkpoints
 from rae_framework.engine.checkpoint_manifest import FORMAT_VERSION, MANIFEST_FILE
 from rae_framework.engine.checkpoints import STATE_FILE, CheckpointManager
 from rae_framework.errors import CheckpointDamagedError, DiskFullError
-from rae_framework.files import file_sha256, full_disk_errno
+from rae_framework.files import file_sha256, full_disk_errno, full_disk_reported
 
 
 def weights(value: float, size: int = 64) -> dict[str, dict[str, torch.Tensor]]:
@@ -159,6 +159,13 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkey
             resize(disk, 4 * size)
             manager.save(2, *big[target])
             assert manager.steps() == [1, 2] and manager.load()[1]["step"] == 2
+
+
+def test_an_inner_report_passes_an_outer_block_unchanged(tmp_path):
+    with pytest.raises(DiskFullError, match="into inner failed"):
+        with full_disk_reported(tmp_path, "outer things"):
+            with full_disk_reported("inner", "inner things"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def test_full_disk_errno_finds_the_errno_behind_native_writers_errors():
