@@ -147,7 +147,8 @@ class CheckpointManager:
             raise RAEError(f"No checkpoint {'found' if step is None else step} in {self.folder}")
         folder = self.path(step)
         names = _checked_files(folder, step, verify, required)
-        weights = {Path(name).stem: _parsed(folder / name, load_file) for name in names if name.endswith(".safetensors")}
+        weights = {Path(name).stem: _parsed(folder / name, load_file)
+                   for name in names if name.endswith(".safetensors")}
         return weights, _parsed(folder / STATE_FILE, lambda path: torch.load(path, weights_only=True))
 
     def newest_intact(self, warn: Callable[[str], None], required: Iterable[str] = (),

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors import SafetensorError
 from small_disk import resize, small_disk
+from test_stage2 import make_stage, run  # the stage-2 loop on test doubles
 
 from rae_framework.engine import checkpoints
 from rae_framework.engine.checkpoint_manifest import FORMAT_VERSION, MANIFEST_FILE
@@ -180,3 +181,18 @@ def test_full_disk_errno_finds_the_errno_behind_native_writers_errors():
     assert full_disk_errno(OSError("98304 requested and 65408 written")) == errno.ENOSPC  # np.save's short write
     assert full_disk_errno(RuntimeError("unexpected pos 704 vs 598")) is None
     assert full_disk_errno(OSError(errno.EACCES, "denied")) is None
+
+
+# --- the training loop -------------------------------------------------------------------------------------
+def test_the_loop_stops_when_every_checkpoint_is_damaged_and_a_rerun_starts_over(tmp_path):
+    losses = []
+    run(tmp_path, make_stage(), on_step=lambda step, loss: losses.append(loss))  # checkpoints at 3 and 6
+    for step in (3, 6):
+        flip_middle_byte(tmp_path / "ckpt" / f"step_{step:08d}" / "model.safetensors")
+    with pytest.raises(CheckpointDamagedError, match="every checkpoint"):
+        run(tmp_path, make_stage())
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert log.count("is corrupted: its sha256 differs") == 2
+    again = []
+    run(tmp_path, make_stage(), on_step=lambda step, loss: again.append(loss))  # from step 0, as asked
+    assert again == losses
