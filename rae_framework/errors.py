@@ -45,6 +45,11 @@ class DiskFullError(RAEError):
     """A write ran out of disk space (ENOSPC/EDQUOT); the files written before it are intact."""
 
 
+class CheckpointDamagedError(RAEError):
+    """A checkpoint's file is missing, truncated or corrupted (its size or sha256 differs from the manifest, or,
+    in a checkpoint without a manifest, it does not parse); the CLI exits with code 1."""
+
+
 class ConfigIssue:
     """One problem in an input file: where (``file:line``), what (dotted path), why, and the value."""
 

@@ -3,12 +3,18 @@
 A crash at any moment leaves either the complete new file or the old one, never a torn file; a full disk
 (ENOSPC, or a quota: EDQUOT) while writing is a :class:`~rae_framework.errors.DiskFullError` naming the
 folder and its free space, raised after the temp file is removed, so the previous file stays intact.
+Native writers hide the ``OSError``: ``torch.save`` to a file object raises a ``RuntimeError`` while handling
+it, safetensors raises ``SafetensorError("... (os error 28)")``, and ``np.save`` into a file raises
+``OSError("98304 requested and 65408 written")`` without an errno (a short write to a regular file: the disk or
+the quota is full); :func:`full_disk_errno` finds all three.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +23,17 @@ from pathlib import Path
 from rae_framework.errors import DiskFullError
 
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error shows an errno
+NUMPY_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")  # ndarray.tofile's OSError, errno dropped
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (streamed in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fsync_path(path: Path) -> None:
@@ -57,13 +74,38 @@ def full_disk_reported(folder: str | Path, what: str) -> Iterator[None]:
     cleanup (temp files) runs as the error propagates."""
     try:
         yield
-    except OSError as error:
-        if error.errno not in FULL_DISK_ERRNOS:
+    except DiskFullError:  # already reported by an inner block, which named the exact folder
+        raise
+    except Exception as error:
+        code = full_disk_errno(error)
+        if code is None:
             raise
         raise DiskFullError(
-            f"the disk is full: writing {what} into {folder} failed ({os.strerror(error.errno)}; "
+            f"the disk is full: writing {what} into {folder} failed ({os.strerror(code)}; "
             f"{human_bytes(free_bytes(folder))} free). The files written before are intact; free space "
             f"(or point the run at a larger disk) and rerun the same command to continue") from error
+
+
+def full_disk_errno(error: BaseException) -> int | None:
+    """ENOSPC or EDQUOT when ``error``, or an exception it was raised from or while handling, says so (the
+    native writers' ways included, see the module doc); else None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if (code := _errno_of(error)) in FULL_DISK_ERRNOS:
+            return code
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _errno_of(error: BaseException) -> int | None:
+    """The errno an exception carries, shows as Rust's "(os error N)", or implies as numpy's short write."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno
+    if isinstance(error, OSError) and NUMPY_SHORT_WRITE.match(str(error)):
+        return errno.ENOSPC
+    match = RUST_OS_ERROR.search(str(error))
+    return int(match.group(1)) if match else None
 
 
 def free_bytes(folder: str | Path) -> int:

@@ -10,6 +10,10 @@ refreshed while it works), encodes into ``.<name>.building`` with all its ranks 
 images loaded by DataLoader workers) and renames that to the final folder; any other run waits for the
 folder to appear, or takes over a lock that has not been refreshed for :data:`STALE_LOCK_SECONDS`. Where
 the folder lives and how big it gets: :mod:`rae_framework.data.cache_plan`.
+
+The latents file is allocated in full before encoding starts, so a disk that is (or becomes) too small fails
+there with :class:`~rae_framework.errors.DiskFullError` naming the folder and its free space; the temp folder
+is removed and any finished cache is untouched.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,7 @@ from rae_framework.data.cache_plan import cache_bytes, check_space
 from rae_framework.data.loading import Items, LoaderSettings, StackImages, planned_loader, to_device
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import progress
+from rae_framework.files import FULL_DISK_ERRNOS, full_disk_reported
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [0, 1] -> latents (B, C, h, w)
 STALE_LOCK_SECONDS = 600.0  # a builder refreshes its lock at least this often
@@ -153,7 +159,22 @@ def _start_build(temp: Path, dataset, total: int, latent_shape: tuple[int, ...],
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
     np.lib.format.open_memmap(temp / "latents.npy", mode="w+", dtype=NUMPY_DTYPES[dtype], shape=(total, *latent_shape))
+    _reserve(temp / "latents.npy")
     np.save(temp / "labels.npy", np.asarray(_labels(dataset), dtype=np.int64))
+
+
+def _reserve(path: Path) -> None:
+    """Allocate every block of ``path`` now (ENOSPC here, as an ``OSError``): a fresh memory-mapped file is
+    sparse, and a disk that fills while its pages are written would kill the process with SIGBUS instead.
+    Filesystems that cannot allocate ahead are left as they are."""
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(descriptor, 0, path.stat().st_size)
+    except OSError as error:
+        if error.errno in FULL_DISK_ERRNOS:
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def _finish_build(temp: Path, folder: Path, meta: dict) -> None:
@@ -161,6 +182,17 @@ def _finish_build(temp: Path, folder: Path, meta: dict) -> None:
     (temp / "meta.json").write_text(json.dumps(meta))
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished or differently keyed leftover
     os.replace(temp, folder)
+
+
+@contextmanager
+def _removed_on_error(temp: Path, enabled: bool) -> Iterator[None]:
+    """Delete the half-built ``temp`` folder (when ``enabled``: rank 0) if the block raises."""
+    try:
+        yield
+    except BaseException:
+        if enabled:
+            shutil.rmtree(temp, ignore_errors=True)
+        raise
 
 
 def build_latent_cache(folder: str | Path, encode: EncodeFn, dataset, *, latent_shape: tuple[int, int, int],
@@ -174,21 +206,23 @@ def build_latent_cache(folder: str | Path, encode: EncodeFn, dataset, *, latent_
     lock, temp = folder.with_name(f".{folder.name}.lock"), folder.with_name(f".{folder.name}.building")
     total = len(dataset) * (2 if flips else 1)
     try:
-        if context.is_main:
-            check_space(folder.parent, cache_bytes(len(dataset), latent_shape, dtype, flips))
-            _start_build(temp, dataset, total, latent_shape, dtype)
-        context.barrier()
-        target = np.load(temp / "latents.npy", mmap_mode="r+")
-        share = -(-total // context.world_size)
-        rows = range(min(total, context.rank * share), min(total, (context.rank + 1) * share))
-        _encode_rows(encode, dataset, rows, len(dataset), batch_size, dtype, target, loader or LoaderSettings(),
-                     context.device, lock if context.is_main else None)
-        target.flush()
-        del target
-        context.barrier()
-        if context.is_main:
-            _finish_build(temp, folder, {"key": key, "flips": flips, "num_samples": len(dataset), "dtype": dtype,
-                                         "latent_shape": list(latent_shape)})
+        with full_disk_reported(folder.parent, f"the latent cache {folder.name}"), \
+                _removed_on_error(temp, context.is_main):
+            if context.is_main:
+                check_space(folder.parent, cache_bytes(len(dataset), latent_shape, dtype, flips))
+                _start_build(temp, dataset, total, latent_shape, dtype)
+            context.barrier()
+            target = np.load(temp / "latents.npy", mmap_mode="r+")
+            share = -(-total // context.world_size)
+            rows = range(min(total, context.rank * share), min(total, (context.rank + 1) * share))
+            _encode_rows(encode, dataset, rows, len(dataset), batch_size, dtype, target,
+                         loader or LoaderSettings(), context.device, lock if context.is_main else None)
+            target.flush()
+            del target
+            context.barrier()
+            if context.is_main:
+                _finish_build(temp, folder, {"key": key, "flips": flips, "num_samples": len(dataset),
+                                             "dtype": dtype, "latent_shape": list(latent_shape)})
     finally:
         if context.is_main:
             lock.unlink(missing_ok=True)

@@ -16,17 +16,9 @@ import torch
 
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import RunLogger
-from rae_framework.files import atomic_write_text
+from rae_framework.files import atomic_write_text, file_sha256
 from rae_framework.session import Session
 from rae_framework.stage import StageSpec
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (streamed)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def json_sha256(value: Any) -> str:

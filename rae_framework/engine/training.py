@@ -4,7 +4,9 @@ A training stage supplies a :class:`TrainingTask`: what it trains and checkpoint
 schedulers, EMA copies), its batches, its loss and its update. :func:`train` owns the rest, identically for
 every stage:
 
-- resume from the newest checkpoint of ``checkpoints/<stage>/`` (weights, optimiser states, RNG states, step);
+- resume from the newest intact checkpoint of ``checkpoints/<stage>/`` (weights, optimiser states, RNG states,
+  step): a damaged one (a file missing, cut, or not matching the manifest's sha256) is named in a warning,
+  set aside as ``step_XXXXXXXX.damaged`` and the previous one is tried;
 - the task's ``prepare`` (DDP wrapping, ``torch.compile``, train modes) after the weights are restored;
 - per step: the task's loss, the divergence check (every rank stops together, naming the last good
   checkpoint), the task's update, logging every ``log_every`` steps (the loss, the task's scalars, the learning
@@ -34,7 +36,7 @@ from rae_framework.data.datasets import RankShare, rank_share
 from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import RunLogger, progress
-from rae_framework.errors import PreemptedError, TrainingDivergedError
+from rae_framework.errors import CheckpointDamagedError, PreemptedError, TrainingDivergedError
 from rae_framework.stage import TrainingStageConfig, TrainingTask
 
 
@@ -69,9 +71,8 @@ def train(task: TrainingTask, settings: TrainingStageConfig, job: TrainingJob) -
     On SIGTERM or SIGUSR1 (a scheduler's notice before it kills the job) every rank finishes the current step,
     the ranks agree on it, rank 0 checkpoints it, and :class:`PreemptedError` is raised (the CLI's exit 75)."""
     manager = CheckpointManager(job.checkpoint_dir, settings.keep_last, keep_steps=settings.save_at)
-    if job.resume and manager.latest() is not None:
-        load_checkpoint(task, manager)
-        job.logger.info(f"{job.name}: resumed from step {task.state.step}")
+    if job.resume:
+        resume(task, manager, job)
     task.prepare(job)
     bar = progress(settings.steps, job.name, enabled=job.context.is_main, initial=task.state.step)
     try:
@@ -170,9 +171,39 @@ def save_checkpoint(task: TrainingTask, manager: CheckpointManager) -> Path:
     return manager.save(step, weights, {**objects, "rng": rng_state(), "data_position": step})
 
 
-def load_checkpoint(task: TrainingTask, manager: CheckpointManager) -> None:
-    """Restore the task's modules, objects, the RNG states and its step from the newest checkpoint."""
-    weights, state = manager.load()
+def resume(task: TrainingTask, manager: CheckpointManager, job: TrainingJob) -> None:
+    """Restore the task from the newest intact checkpoint, if any.
+
+    Rank 0 checks the checkpoints newest first (a damaged one is named in a warning and set aside, see
+    :meth:`CheckpointManager.newest_intact`); the ranks agree on its step and the others load that step without
+    hashing it again. When every checkpoint is damaged, every rank raises :class:`CheckpointDamagedError`."""
+    found, error = None, None
+    if job.context.is_main:
+        try:
+            warn = lambda message: job.logger.warning(f"{job.name}: {message}")  # noqa: E731
+            found = manager.newest_intact(warn, required=task.checkpoint_modules())
+        except CheckpointDamagedError as damaged:
+            error = damaged
+    # what rank 0 found (the others add 0): -1 every checkpoint damaged, 0 none, step + 1 resume from step
+    said = -1 if error is not None else (0 if found is None else found[0] + 1)
+    agreed = int(job.context.all_reduce_sum(torch.tensor([said], dtype=torch.int64, device=job.context.device)).item())
+    if agreed < 0:
+        raise error or CheckpointDamagedError(f"{job.name}: every checkpoint in {manager.folder} is damaged")
+    if agreed == 0:
+        return
+    step, weights, state = found if found is not None else (agreed - 1, *manager.load(agreed - 1, verify=False))
+    restore(task, weights, state)
+    job.logger.info(f"{job.name}: resumed from step {step}")
+
+
+def load_checkpoint(task: TrainingTask, manager: CheckpointManager, step: int | None = None) -> None:
+    """Restore the task's modules, objects, the RNG states and its step from checkpoint ``step`` (default: the
+    newest), verified (:class:`CheckpointDamagedError` when damaged)."""
+    restore(task, *manager.load(step, required=task.checkpoint_modules()))
+
+
+def restore(task: TrainingTask, weights: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+    """Load checkpoint contents into the task's modules and objects, and restore the RNG states and the step."""
     for name, module in task.checkpoint_modules().items():
         module.load_state_dict(weights[name])
     for name, item in task.checkpoint_objects().items():
