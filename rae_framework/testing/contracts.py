@@ -552,7 +552,11 @@ class TrackerContract(ComponentContract):
         state = component.start(TrackerRun(run_dir, "contract", {"name": "contract", "seed": 0,
                                                                  "stages": {"sample": {"per_class": 1}}}, previous))
         assert isinstance(state, dict), "start returns the state (a dict) that continues this run"
-        assert json.loads(json.dumps(state)) == state, "the state is kept in trackers.json: JSON values only"
+        try:
+            text = json.dumps(state)
+        except (TypeError, ValueError) as error:
+            raise AssertionError(f"the state is kept in trackers.json: JSON values only ({error})") from None
+        assert json.loads(text) == state, "the state is kept in trackers.json: JSON values only"
         for step in (first_step, first_step + 1):
             component.log_scalars(step, {"train/loss": 1.0 / (step + 1), "train/lr": 1e-4})
         component.log_image("sample/grid", first_step, _grid_image())
