@@ -51,8 +51,9 @@ class WandbTracker(Tracker):
             project=self.config.project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
             entity=self.config.entity, name=self.config.name or run.name, group=self.config.group,
             tags=list(self.config.tags) or None, id=previous_id, resume="allow" if previous_id else None,
-            dir=str(Path(run.run_dir)), config=dict(run.config), mode=mode, reinit="create_new",
+            dir=str(Path(run.run_dir)), mode=mode, reinit="create_new",
             settings=wandb.Settings(init_timeout=self.config.init_timeout, console="off", silent=True))
+        self._run.config.update(dict(run.config), allow_val_change=True)  # a resumed run may change a value
         return {"id": self._run.id, "project": self._run.project}
 
     def log_scalars(self, step: int, values: Mapping[str, float]) -> None:

@@ -1,5 +1,5 @@
-"""Shared by the tracker tests: a session with the built-in trackers, a small run config and picture, and an
-environment where no tracker can reach a server or a user's credentials."""
+"""Fixtures of the tracker tests: a session with the built-in trackers, a small picture, and an environment
+where no tracker can reach a server or a user's credentials."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ import numpy as np
 import pytest
 
 from rae_framework import Session
-
-CONFIG = {"name": "unit", "seed": 0, "components": {"denoiser": {"name": "dit-dh", "params": {"depth": 2}}},
-          "stages": {"sample": {"per_class": 1}}}
-
 
 @pytest.fixture(scope="session")
 def session() -> Session:

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from conftest import CONFIG
+from tracker_doubles import CONFIG
 from mlflow.tracking import MlflowClient
 
 from rae_framework.tracker import TrackerRun

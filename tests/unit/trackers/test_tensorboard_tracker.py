@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import CONFIG
+from tracker_doubles import CONFIG
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rae_framework.tracker import TrackerRun

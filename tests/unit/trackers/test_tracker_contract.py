@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rae_framework.testing import TrackerContract
-from test_tracker_set import Recorder, RecorderConfig
+from tracker_doubles import Recorder, RecorderConfig
 
 
 class LitteringTracker(Recorder):

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import CONFIG
+from tracker_doubles import CONFIG
 from wandb_offline import offline_runs
 
 from rae_framework.tracker import TrackerRun

@@ -64,6 +64,8 @@ def read_offline_run(folder: Path) -> OfflineRun:
         if kind == "run":
             run.run_id, run.project = record.run.run_id, record.run.project
             run.config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
+        elif kind == "config":
+            run.config.update({item.key: json.loads(item.value_json) for item in record.config.update})
         elif kind == "history":
             run.history.append({_key(item): json.loads(item.value_json) for item in record.history.item})
         elif kind == "summary":
