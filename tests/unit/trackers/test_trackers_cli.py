@@ -1,6 +1,7 @@
 """``rae run`` with all three trackers, offline, preempted (SIGTERM, exit 75) and rerun: the rerun continues the
 same W&B run id and the same MLflow run, whose metric history covers both halves once. And a run whose trackers
-cannot start (MLflow server down, W&B not logged in) warns once per tracker and finishes."""
+cannot start (MLflow server down, W&B not logged in) warns once per tracker and finishes. Under torchrun only
+rank 0 logs."""
 
 from __future__ import annotations
 
@@ -121,3 +122,25 @@ def test_trackers_that_cannot_start_warn_once_and_the_run_finishes(tmp_path):
     assert warnings[1].startswith("WARNING tracker 'wandb' failed to start (RuntimeError: not logged in to W&B")
     assert "train_denoiser step 3/3" in result.stderr and (out / "checkpoints" / "denoiser_ema.safetensors").is_file()
     assert json.loads((out / "trackers.json").read_text()) == {}
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_rank_0_logs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    path, out, env = tmp_path / "tiny.yaml", tmp_path / "run", environment(tmp_path / "home")
+    path.write_text(assembly(tmp_path, "trackers-ddp", """\
+  latent_stats: {batch_size: 256}
+  train_denoiser: {steps: 3, batch_size: 8, log_every: 1}
+""", "[wandb, mlflow]"))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node",
+               "2", "-m", "rae_framework", "run", str(path), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**env, "GLOO_SOCKET_IFNAME": "lo"},
+                          timeout=600)
+    assert done.returncode == 0 and "WARNING tracker" not in done.stderr, done.stderr[-3000:]
+    (run,) = offline_runs(out)  # one W&B run
+    assert [row["train_denoiser/step"] for row in run.history if "train_denoiser/loss" in row] == [1, 2, 3]
+    state = json.loads((out / "trackers.json").read_text())["mlflow"]
+    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    (only,) = client.search_runs([client.get_experiment_by_name("rae-framework").experiment_id])
+    assert only.info.run_id == state["run_id"]
+    assert [metric.step for metric in client.get_metric_history(only.info.run_id, "train_denoiser/loss")] == [1, 2, 3]
