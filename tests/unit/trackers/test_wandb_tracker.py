@@ -1,9 +1,13 @@
 """The ``wandb`` tracker for real, offline: what its run's ``.wandb`` file and ``files/`` hold, a resumed start
-that continues the same run id, and an online start without credentials that fails at once."""
+that continues the same run id, an online start without credentials that fails at once, and one whose server
+does not answer, which fails after ``init_timeout``."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -73,3 +77,27 @@ def test_online_without_credentials_fails_at_once_instead_of_prompting(session, 
         tracker.start(TrackerRun(tmp_path, "unit", CONFIG))
     assert time.monotonic() - started < 10
     assert not (tmp_path / "wandb").exists()
+
+
+SERVER_DOWN = """\
+import sys, time
+from pathlib import Path
+from rae_framework import Session
+from rae_framework.tracker import TrackerRun
+tracker = Session().build("tracker", "wandb", {"mode": "online", "init_timeout": 3})
+started = time.monotonic()
+try:
+    tracker.start(TrackerRun(Path(sys.argv[1]), "unit", {}))
+except Exception as error:
+    print(type(error).__name__, round(time.monotonic() - started, 1))
+"""
+
+
+@pytest.mark.slow
+def test_a_server_that_does_not_answer_fails_the_start_after_init_timeout(tmp_path):
+    """In a fresh process (wandb keeps its settings in a process-wide singleton): a key, but no server."""
+    env = {**os.environ, "WANDB_API_KEY": "k" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+    done = subprocess.run([sys.executable, "-c", SERVER_DOWN, str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    name, seconds = done.stdout.split()
+    assert name == "CommError" and 3 <= float(seconds) < 30, done.stderr[-2000:]
