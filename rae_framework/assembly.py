@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from rae_framework import assembly_checks
+from rae_framework.assembly_trackers import TrackerSpec, resolve_trackers
 from rae_framework.config import AutoencoderConfig, LatentShape, latent_shape_of
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
@@ -69,6 +70,9 @@ class AssemblyEnvelope(BaseModel):
     stages: dict[str, Any] = Field(default_factory=dict, description="Registered stage name -> its settings "
                                                                      "(a mapping; {} for the defaults). Stages "
                                                                      "run in their registered order.")
+    trackers: list[Any] | None = Field(None, description="Experiment trackers (kind 'tracker'): "
+                                                                   "names or {name, params}; absent: "
+                                                                   "[tensorboard]; [] for none.")
 
 
 class ComponentSpec(BaseModel):
@@ -95,6 +99,7 @@ class Assembly(BaseModel):
     autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
     stages: Stages = Field(default_factory=Stages, description="Validated stage settings, in run order.")
+    trackers: tuple[TrackerSpec, ...] = Field((), description="Resolved experiment trackers, rank 0 logs to.")
     source: str | None = Field(None, description="The file it was read from.")
     warnings: tuple[str, ...] = Field((), description="Advice that did not stop validation.")
     _session: Session | None = PrivateAttr(None)
@@ -140,6 +145,7 @@ class Assembly(BaseModel):
             "autoencoder": self.autoencoder.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json"),
             "stages": self.stages.dump(),
+            "trackers": [spec.model_dump(mode="json") for spec in self.trackers],
         }
 
     def to_yaml(self) -> str:
@@ -241,13 +247,14 @@ def validate_assembly(data: Any, source_map: SourceMap, *, session: Session, sou
     latent = LatentFields("encoder" in roles)
     components = _resolve_components(_component_envelopes(data), session, issues, latent)
     stages = _validate_stages(data.get("stages"), session, issues)
+    trackers = resolve_trackers(data.get("trackers"), session, issues)
     _check_denoiser_classes(components, issues)
     warnings = _check_stages(stages, frozenset(roles), components, session, issues)
     if envelope is not None:
         assembly_checks.check_all(components, envelope.data, envelope.autoencoder, stages, issues)
     issues.raise_if_any()
     assembly = Assembly(name=envelope.name, seed=envelope.seed, components=components,
-                        autoencoder=envelope.autoencoder, data=envelope.data, stages=stages,
+                        autoencoder=envelope.autoencoder, data=envelope.data, stages=stages, trackers=trackers,
                         source=source, warnings=(*issues.warnings, *_advice(components, latent.shape), *warnings))
     assembly._session = session
     return assembly

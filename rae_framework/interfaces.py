@@ -25,6 +25,7 @@ from torch import nn
 
 from rae_framework.config import Component, ComponentConfig, LatentShape
 from rae_framework.stage import Stage
+from rae_framework.tracker import Tracker
 
 __all__ = [
     "ComponentConfig",
@@ -44,6 +45,7 @@ __all__ = [
     "Stage",
     "AdversarialLoss",
     "Augmentation",
+    "Tracker",
 ]
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -92,6 +92,8 @@ class Sample(Stage):
         def decode(latents: torch.Tensor) -> torch.Tensor:
             return rae.decode(latents).clamp(0.0, 1.0)
 
-        run_sampling(denoiser, run.component("schedule"), run.component("sampler"), decode, self.config,
-                     run.out_dir / "samples", seed=run.assembly.seed, guidance=guidance, guide=guide,
-                     context=run.context)
+        written = run_sampling(denoiser, run.component("schedule"), run.component("sampler"), decode, self.config,
+                               run.out_dir / "samples", seed=run.assembly.seed, guidance=guidance, guide=guide,
+                               context=run.context)
+        if written is not None:  # rank 0
+            run.logger.image_file("sample/grid", 0, written.parent / "grid.png")

@@ -250,8 +250,9 @@ class DecoderTraining(TrainingTask):
         if not (step % self.stage.sample_every == 0 or last) or self.holdout.shape[0] == 0:
             return
         if job.context.is_main and job.out_dir is not None:
-            save_reconstructions(self.rae, ema, self.holdout[:8].to(job.context.device),
-                                 Path(job.out_dir) / "reconstructions" / f"step_{step:08d}.png")
+            picture = Path(job.out_dir) / "reconstructions" / f"step_{step:08d}.png"
+            save_reconstructions(self.rae, ema, self.holdout[:8].to(job.context.device), picture)
+            job.logger.image_file(f"{job.name}/reconstructions", step, picture)
         if self.parts.metrics:
             results = evaluate_holdout(self.rae, ema, self.holdout, self.parts.metrics, self.stage.batch_size,
                                        job.context)

@@ -11,7 +11,9 @@ Run directory::
     assembly.yaml                 the resolved assembly (presets merged, derived values filled)
     classes.json                  the dataset's class names (index = label), for sampling by name
     log.txt, metrics.csv          text log; one row per logged scalar (time, stage, step, name, value)
-    tensorboard/                  the same scalars as TensorBoard events
+    tensorboard/                  the same scalars as TensorBoard events (the default tracker; see trackers)
+    trackers.json                 each tracker's run (W&B id, MLflow run id): a resumed run continues it
+    wandb/, mlruns/               the wandb tracker's local files; the mlflow tracker's default file: store
     checkpoints/<stage>/step_N/   training checkpoints (model/ema/... .safetensors + state.pt), keep-last-N
     checkpoints/*.safetensors     final weights: decoder(_ema), latent_stats, denoiser(_ema)
     latent_cache/<key>/           the encoded training set (memory-mapped .npy), when no shared cache folder is set

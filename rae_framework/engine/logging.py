@@ -1,8 +1,9 @@
-"""Run logs: ``log.txt`` (text), ``metrics.csv`` (one row per logged step), TensorBoard events, tqdm bars,
-and the console: every message and warning on stderr, and, when stderr is not a terminal (SLURM, nohup,
-CI), a plain progress line at every logged step (step, loss, steps/s, ETA) in place of the bars.
+"""Run logs: ``log.txt`` (text), ``metrics.csv`` (one row per logged step), the experiment trackers
+(TensorBoard events, W&B, MLflow: :mod:`rae_framework.engine.trackers`), tqdm bars, and the console: every
+message and warning on stderr, and, when stderr is not a terminal (SLURM, nohup, CI), a plain progress line
+at every logged step (step, loss, steps/s, ETA) in place of the bars.
 
-Only rank 0 writes; other ranks get a logger whose methods do nothing.
+Only rank 0 writes; other ranks get a logger whose methods do nothing (and build no tracker).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rae_framework.engine.trackers import TrackerSet
+from rae_framework.tracker import RunStatus
+
 LOGGER_NAME = "rae_framework.engine"
 
 
@@ -27,12 +31,17 @@ def progress(total: int, description: str, *, enabled: bool = True, initial: int
 
 
 class RunLogger:
-    """Text, CSV and TensorBoard logging of one run directory (rank 0 only)."""
+    """Text and CSV logging of one run directory, fanned out to its experiment trackers (rank 0 only).
+
+    ``trackers``: the run's trackers (built from the assembly by the runner, which starts them). Without
+    them, ``tensorboard=True`` starts the registered ``tensorboard`` tracker alone (events under
+    ``tensorboard/``), as this logger always did.
+    """
 
     def __init__(self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True,
-                 console: bool = True) -> None:
+                 console: bool = True, trackers: TrackerSet | None = None) -> None:
         self.out_dir, self.enabled, self.console = Path(out_dir), enabled, console and enabled
-        self._writer = None
+        self.trackers = trackers if trackers is not None and enabled else TrackerSet({}, self.warning)
         self._last_progress: dict[str, tuple[float, int]] = {}  # stage -> (time, step) of its last line
         self._logger = logging.getLogger(f"{LOGGER_NAME}.{id(self)}")
         self._logger.propagate = False
@@ -42,15 +51,18 @@ class RunLogger:
             handler = logging.FileHandler(self.out_dir / "log.txt")
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             self._logger.addHandler(handler)
-            self._writer = self._tensorboard_writer() if tensorboard else None
+            if trackers is None and tensorboard:
+                self.trackers = self._default_trackers()
 
-    def _tensorboard_writer(self):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional at run time
-            self.info("tensorboard is not installed: TensorBoard events are not written")
-            return None
-        return SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+    def _default_trackers(self) -> TrackerSet:
+        """The ``tensorboard`` tracker alone, started at once (no assembly to log as config)."""
+        from rae_framework.session import Session
+
+        session = Session()
+        trackers = TrackerSet.build(session, [("tensorboard", session.make_config("tracker", "tensorboard"))],
+                                    self.warning)
+        trackers.start(self.out_dir, self.out_dir.name, {}, resume=True)
+        return trackers
 
     def info(self, message: str) -> None:
         """One line in ``log.txt``, on the console and on the logging tree under ``rae_framework.engine``."""
@@ -68,7 +80,7 @@ class RunLogger:
             print(line, file=sys.stderr, flush=True)
 
     def scalars(self, stage: str, step: int, values: dict[str, float], *, total: int | None = None) -> None:
-        """Append ``values`` at ``step`` to ``metrics.csv`` and TensorBoard (``stage/name`` tags); without a
+        """Append ``values`` at ``step`` to ``metrics.csv`` and the trackers (``stage/name`` tags); without a
         terminal, also a progress line (``total`` = the stage's last step, for the ETA)."""
         if not self.enabled:
             return
@@ -82,9 +94,38 @@ class RunLogger:
                 writer.writerow(["time", "stage", "step", "name", "value"])
             for name, value in values.items():
                 writer.writerow([f"{time.time():.3f}", stage, step, name, _format(value)])
-        if self._writer is not None:
-            for name, value in values.items():
-                self._writer.add_scalar(f"{stage}/{name}", value, step)
+        self.trackers.log_scalars(step, {f"{stage}/{name}": float(value) for name, value in values.items()})
+
+    def start_trackers(self, assembly, *, resume: bool) -> None:
+        """Build the assembly's trackers (rank 0 only) and start them with its resolved form as config,
+        continuing the tracker runs recorded in the run directory when ``resume``."""
+        if not self.enabled:
+            return
+        self.trackers.finish("finished")
+        self.trackers = TrackerSet.build(assembly.session, [(spec.name, spec.config) for spec in assembly.trackers],
+                                         self.warning)
+        self.trackers.start(self.out_dir, assembly.name, assembly.resolved(), resume=resume)
+        if self.trackers.names:
+            self.info(f"trackers: {', '.join(self.trackers.names)}")
+
+    def image(self, tag: str, step: int, image) -> None:
+        """An ``(H, W, 3)`` uint8 image (a sample grid, reconstructions) to the trackers, tag ``stage/name``."""
+        if self.enabled:
+            self.trackers.log_image(tag, step, image)
+
+    def image_file(self, tag: str, step: int, path: Path) -> None:
+        """:meth:`image` of a PNG just written (``samples/grid.png``, ``reconstructions/step_N.png``)."""
+        if self.enabled and self.trackers.names:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(path) as opened:
+                self.image(tag, step, np.asarray(opened.convert("RGB")))
+
+    def metrics(self, metrics: dict, path: Path) -> None:
+        """The run's final ``metrics.json`` (parsed, and the file at ``path``) to the trackers."""
+        if self.enabled:
+            self.trackers.log_metrics(metrics, path)
 
     def _progress_line(self, stage: str, step: int, values: dict[str, float], total: int) -> str:
         now = time.monotonic()
@@ -98,11 +139,9 @@ class RunLogger:
             parts += [f"{rate:.2f} steps/s", f"ETA {_duration((total - step) / rate)}"]
         return ", ".join(parts)
 
-    def close(self) -> None:
-        """Flush and close the files."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def close(self, status: RunStatus = "finished") -> None:
+        """Finish the trackers' runs (marked ``status``), flush and close the files."""
+        self.trackers.finish(status)
         for handler in list(self._logger.handlers):
             handler.close()
             self._logger.removeHandler(handler)

@@ -26,7 +26,7 @@ from rae_framework.engine.distributed import DistContext, init_distributed
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.run_lock import hold_run_lock
 from rae_framework.engine.run_state import RunState, StageRecord
-from rae_framework.errors import ConfigError, RAEError
+from rae_framework.errors import ConfigError, PreemptedError, RAEError
 from rae_framework.files import atomic_write_text
 from rae_framework.registry import did_you_mean
 from rae_framework.stage import STAGE_KIND
@@ -100,23 +100,30 @@ def run_assembly(assembly, out_dir: str | Path, *, resume: bool = True, stages: 
 
 
 def _run_locked(assembly, out_dir: Path, chosen: list[str], resume: bool, context: DistContext) -> RunResult:
-    logger = RunLogger(out_dir, enabled=context.is_main)
+    logger = RunLogger(out_dir, enabled=context.is_main, tensorboard=False)
     state = RunState(out_dir, assembly, context, logger=logger, resume=resume)
     check_upstream(state, chosen)
-    result = RunResult(out_dir)
+    result, status = RunResult(out_dir), "failed"
     try:
         if context.is_main:
             atomic_write_text(out_dir / "assembly.yaml", assembly.to_yaml())
             write_class_names(out_dir, assembly)
+            logger.start_trackers(assembly, resume=resume)
             for warning in assembly.warnings:
                 logger.warning(warning)
         context.barrier()
         seed_everything(assembly.seed, context.rank)
         for name in chosen:
             _run_stage(name, state, result)
+        result.metrics = state.read_metrics()
+        if result.metrics:
+            logger.metrics(result.metrics, out_dir / "metrics.json")
+        status = "finished"
+    except PreemptedError:
+        status = "killed"
+        raise
     finally:
-        logger.close()
-    result.metrics = state.read_metrics()
+        logger.close(status)
     return result
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "SamplerContract",
     "ScheduleContract",
     "StageContract",
+    "TrackerContract",
     "contract_cases",
     "contract_tests_for",
 ]

@@ -526,10 +526,68 @@ class StageContract(ComponentContract):
         assert type(config).model_validate({}).enabled is True, "every stage setting needs a default"
 
 
+class TrackerContract(ComponentContract):
+    """Trackers (kind ``tracker``): a whole run (config, scalars, an image, ``metrics.json``, finish) logged into
+    a temporary run directory with nothing written into the working directory, a JSON-ready state, and a
+    resumed start that continues the same tracker run. Run offline: ``WANDB_MODE=offline``, no
+    ``MLFLOW_TRACKING_URI``; a tracker that needs a server is tested against a local one by its own tests."""
+
+    kind = "tracker"
+
+    @pytest.fixture
+    def run_dir(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        """An empty run directory; the working directory is another empty folder beside it."""
+        monkeypatch.setenv("WANDB_MODE", "offline")
+        monkeypatch.setenv("WANDB_SILENT", "true")
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        (tmp_path / "cwd").mkdir()
+        monkeypatch.chdir(tmp_path / "cwd")
+        return tmp_path / "run"
+
+    @staticmethod
+    def _log_a_run(component: Any, run_dir: Path, previous: dict | None = None, first_step: int = 0) -> dict:
+        from rae_framework.tracker import TrackerRun
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = component.start(TrackerRun(run_dir, "contract", {"name": "contract", "seed": 0,
+                                                                 "stages": {"sample": {"per_class": 1}}}, previous))
+        assert isinstance(state, dict), "start returns the state (a dict) that continues this run"
+        try:
+            text = json.dumps(state)
+        except (TypeError, ValueError) as error:
+            raise AssertionError(f"the state is kept in trackers.json: JSON values only ({error})") from None
+        assert json.loads(text) == state, "the state is kept in trackers.json: JSON values only"
+        for step in (first_step, first_step + 1):
+            component.log_scalars(step, {"train/loss": 1.0 / (step + 1), "train/lr": 1e-4})
+        component.log_image("sample/grid", first_step, _grid_image())
+        (run_dir / "metrics.json").write_text(json.dumps({"psnr": 10.0}))
+        component.log_metrics({"psnr": 10.0}, run_dir / "metrics.json")
+        return state
+
+    def test_logs_a_whole_run_inside_the_run_directory(self, component: Any, run_dir: Path) -> None:
+        self._log_a_run(component, run_dir)
+        component.finish("finished")
+        strays = sorted(path.name for path in Path.cwd().iterdir())
+        assert strays == [], f"a tracker writes below the run directory, not the working directory: {strays}"
+
+    def test_a_resumed_start_continues_the_same_run(self, component: Any, run_dir: Path) -> None:
+        first = self._log_a_run(component, run_dir)
+        component.finish("killed")
+        resumed = type(component)(component.config)
+        second = self._log_a_run(resumed, run_dir, previous=first, first_step=2)
+        resumed.finish("finished")
+        assert second == first, "handed its previous state, a tracker continues that run (same id)"
+
+
+def _grid_image() -> Any:
+    """A small ``(H, W, 3)`` uint8 picture, as a sample grid is."""
+    return (torch.arange(8 * 16 * 3) % 256).to(torch.uint8).reshape(8, 16, 3).numpy()
+
+
 KIND_CONTRACTS: dict[str, type[ComponentContract]] = {
     contract.kind: contract for contract in (EncoderContract, DecoderContract, DenoiserContract, ScheduleContract,
                                              SamplerContract, DiscriminatorContract, GuidanceContract,
-                                             MetricContract, PerceptualContract, StageContract)
+                                             MetricContract, PerceptualContract, StageContract, TrackerContract)
 }
 
 

@@ -17,6 +17,7 @@ from rae_framework.testing.contracts import (
     SamplerContract,
     ScheduleContract,
     StageContract,
+    TrackerContract,
 )
 
 
@@ -58,6 +59,10 @@ class TestPerceptualLosses(PerceptualContract):
 
 class TestStages(StageContract):
     """Every stage."""
+
+
+class TestTrackers(TrackerContract):
+    """Every experiment tracker."""
 
 
 class TestOtherKinds(OtherKindsContract):

@@ -12,4 +12,5 @@ from rae_framework.testing.suite import (  # noqa: F401 - pytest collects the im
     TestSamplers,
     TestSchedules,
     TestStages,
+    TestTrackers,
 )
