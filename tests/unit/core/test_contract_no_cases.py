@@ -37,7 +37,7 @@ def test_a_misspelled_component_or_kind_fails_collection(tmp_path):
 def test_an_unknown_plugin_name_fails_the_suite(tmp_path):
     out = _pytest(tmp_path, "--collect-only", "--pyargs", "rae_framework.testing.suite",
                   "--rae-contract-plugin", "patch_meen")
-    assert "no plugin 'patch_meen' (plugins: decoders, denoisers" in out
+    assert "no plugin 'patch_meen' (plugins: conditioners, decoders, denoisers" in out
 
 
 def test_the_reasons_in_process():
