@@ -1,0 +1,148 @@
+"""``rae export`` end to end: a tiny run trained through the CLI, exported, read by diffusers' own
+``AutoencoderRAE.from_pretrained`` (encode and decode within 1e-5 of ours), loaded back with ``load_exported``
+(samples equal to ``load_run``'s), and sampled from a Hub repo id out of a local Hugging Face cache, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import rae_framework
+
+pytestmark = pytest.mark.slow
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+# The DINOv2 that AutoencoderRAE builds (head dim 64, HF image size 518, 4 registers), small: patch 2 at 32 px
+# gives the 16 x 16 token grid whose sin-cos table diffusers regenerates; decoder patch 1 -> 16 px images.
+ASSEMBLY = """
+name: export-tiny
+seed: 0
+components:
+  encoder: {name: dinov2, params: {pretrained: false, input_size: 32,
+            overrides: {patch_size: 2, hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 1, image_size: 518}}}
+  decoder: {name: vit, params: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64, patch_size: 1}}
+  denoiser: {name: dit-dh, params: {in_channels: 64, input_size: 16, patch_size: 4, hidden_size: [64, 64],
+             depth: [1, 1], num_heads: [2, 2], num_classes: 10}}
+  schedule: {name: shifted-flow}
+  sampler: {name: euler, preset: euler-tiny}
+  guidance: {name: cfg, preset: cfg-tiny}
+data: {source: digits, image_size: 16, holdout_fraction: 0.9}
+stages:
+  train_decoder: {steps: 1, batch_size: 4, eval_images: 4, perceptual_weight: 0, gan_weight: 0}
+  latent_stats: {batch_size: 256}
+  train_denoiser: {steps: 1, batch_size: 4}
+  sample: {per_class: 1}
+"""
+REPO_ID = "rae-tests/export-tiny"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "rae_framework", *args], cwd=REPOSITORY, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("export")
+    (folder / "tiny.yaml").write_text(ASSEMBLY)
+    result = run_cli("run", str(folder / "tiny.yaml"), "--out", str(folder / "run"))
+    assert result.returncode == 0, result.stderr
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir) -> Path:
+    out = run_dir.parent / "exported"
+    result = run_cli("export", str(run_dir), str(out), "--format", "diffusers", "--repo-id", REPO_ID)
+    assert result.returncode == 0, result.stderr
+    assert f"huggingface-cli upload {REPO_ID} {out}" in result.stdout
+    return out
+
+
+def test_diffusers_loads_the_vae_and_computes_what_ours_does(run_dir, exported):
+    from diffusers import AutoencoderRAE
+
+    theirs, info = AutoencoderRAE.from_pretrained(exported / "vae", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    ours = rae_framework.load_run(run_dir, device="cpu")
+    config = json.loads((exported / "vae" / "config.json").read_text())
+    assert config["latents_mean"] is not None and config["latents_std"] is not None  # the run's statistics
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        latents = ours.rae.encode(images)  # (3, 64, 16, 16), normalised
+        torch.testing.assert_close(theirs.eval().encode(images).latent, latents, atol=1e-5, rtol=0)
+        torch.testing.assert_close(theirs.decode(latents).sample, ours.rae.decode(latents), atol=1e-5, rtol=0)
+
+
+def test_load_exported_samples_what_load_run_samples(run_dir, exported):
+    original, loaded = rae_framework.load_run(run_dir, device="cpu"), rae_framework.load_exported(exported, "cpu")
+    assert type(loaded) is type(original)
+    for kind in ("pt", "latent"):
+        ours = original([0, 3, 9], num_images_per_label=2, seed=4, output_type=kind, progress_bar=False).images
+        theirs = loaded([0, 3, 9], num_images_per_label=2, seed=4, output_type=kind, progress_bar=False).images
+        assert torch.equal(ours, theirs), kind
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(original.encode(images), loaded.encode(images))
+    assert loaded.class_names == original.class_names and loaded.latent_shape == original.latent_shape
+    assert rae_framework.load_run(exported, device="cpu").weight_sources == loaded.weight_sources  # same loader
+
+
+def test_folder_layout_and_model_card(run_dir, exported):
+    for name in ("vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/rae_framework.safetensors",
+                 "transformer/config.json", "transformer/diffusion_pytorch_model.safetensors",
+                 "scheduler/scheduler_config.json", "classes.json", "samples/grid.png", "README.md"):
+        assert (exported / name).is_file(), name
+    assert (exported / "samples" / "grid.png").read_bytes() == (run_dir / "samples" / "grid.png").read_bytes()
+    transformer = json.loads((exported / "transformer" / "config.json").read_text())
+    assert transformer["name"] == "dit-dh" and transformer["params"]["hidden_size"] == [64, 64]
+    scheduler = json.loads((exported / "scheduler" / "scheduler_config.json").read_text())
+    assert (scheduler["sampler"]["name"], scheduler["guidance"]["params"]["scale"]) == ("euler", 3.0)
+    card = (exported / "README.md").read_text()
+    front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+    metadata = yaml.safe_load(front)
+    assert metadata["library_name"] == "rae-framework" and metadata["license"] == "mit"
+    assert metadata["pipeline_tag"] == "unconditional-image-generation" and "rae" in metadata["tags"]
+    for expected in ("AutoencoderRAE.from_pretrained(\"rae-tests/export-tiny\", subfolder=\"vae\")",
+                     "rae_framework.load_exported(\"rae-tests/export-tiny\")", "![samples](samples/grid.png)",
+                     "name: export-tiny", "train_denoiser:"):
+        assert expected in body, expected
+
+
+def test_export_refuses_a_non_empty_folder_an_unknown_format_and_an_unfinished_run(run_dir, exported, tmp_path):
+    again = run_cli("export", str(run_dir), str(exported), "--format", "diffusers")
+    assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr
+    assert run_cli("export", str(run_dir), str(exported), "--format", "diffusers", "--force").returncode == 0
+    wrong = run_cli("export", str(run_dir), str(tmp_path / "x"), "--format", "onnx")
+    assert wrong.returncode == 2 and "expected one of diffusers" in wrong.stderr
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir, unfinished, ignore=shutil.ignore_patterns("denoiser_ema.safetensors"))
+    missing = run_cli("export", str(unfinished), str(tmp_path / "y"), "--format", "diffusers")
+    assert missing.returncode == 2 and "denoiser_ema.safetensors: missing" in missing.stderr
+    assert "train_denoiser" in missing.stderr and not (tmp_path / "y").exists()
+
+
+def test_rae_sample_reads_a_hub_repo_from_the_local_cache_offline(exported, tmp_path):
+    cache = tmp_path / "hub"
+    repo = cache / f"models--{REPO_ID.replace('/', '--')}"
+    shutil.copytree(exported, repo / "snapshots" / COMMIT)  # the hub cache layout: a snapshot and refs/main
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(cache)}
+    result = run_cli("sample", REPO_ID, "--labels", "1,2", "--per-label", "2", "--out", str(tmp_path / "g.png"),
+                     "--npz", str(tmp_path / "s.npz"), env=env)
+    assert result.returncode == 0, result.stderr
+    local = run_cli("sample", str(exported), "--labels", "1,2", "--per-label", "2", "--npz", str(tmp_path / "l.npz"))
+    assert local.returncode == 0, local.stderr
+    assert (tmp_path / "s.npz").read_bytes() == (tmp_path / "l.npz").read_bytes()
+    absent = run_cli("sample", "rae-tests/not-there", "--labels", "1", "--out", str(tmp_path / "n.png"), env=env)
+    assert absent.returncode == 2 and "rae-tests/not-there" in absent.stderr and "huggingface-cli download" in absent.stderr
