@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -16,6 +18,7 @@ import torch
 import yaml
 
 import rae_framework
+from rae_framework import cli
 
 pytestmark = pytest.mark.slow
 
@@ -63,10 +66,17 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exported(run_dir) -> Path:
     out = run_dir.parent / "exported"
-    result = run_cli("export", str(run_dir), str(out), "--format", "diffusers", "--repo-id", REPO_ID)
-    assert result.returncode == 0, result.stderr
-    assert f"huggingface-cli upload {REPO_ID} {out}" in result.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # in this process: `rae export` is cli.main
+        assert cli.main(["export", str(run_dir), str(out), "--format", "diffusers", "--repo-id", REPO_ID]) == 0
+    assert f"huggingface-cli upload {REPO_ID} {out}" in printed.getvalue()
     return out
+
+
+def cli_code(capsys, *args: str) -> tuple[int, str]:
+    """``rae ARGS`` in this process (no interpreter start-up): exit code and stderr."""
+    code = cli.main(list(args))
+    return code, capsys.readouterr().err
 
 
 def test_diffusers_loads_the_vae_and_computes_what_ours_does(run_dir, exported):
@@ -118,31 +128,33 @@ def test_folder_layout_and_model_card(run_dir, exported):
         assert expected in body, expected
 
 
-def test_export_refuses_a_non_empty_folder_an_unknown_format_and_an_unfinished_run(run_dir, exported, tmp_path):
-    again = run_cli("export", str(run_dir), str(exported), "--format", "diffusers")
-    assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr
-    assert run_cli("export", str(run_dir), str(exported), "--format", "diffusers", "--force").returncode == 0
-    wrong = run_cli("export", str(run_dir), str(tmp_path / "x"), "--format", "onnx")
-    assert wrong.returncode == 2 and "expected one of diffusers" in wrong.stderr
+def test_export_refuses_a_non_empty_folder_an_unknown_format_and_an_unfinished_run(run_dir, exported, tmp_path,
+                                                                                  capsys):
+    code, err = cli_code(capsys, "export", str(run_dir), str(exported), "--format", "diffusers")
+    assert code == 2 and "not empty" in err and "--force" in err
+    assert cli_code(capsys, "export", str(run_dir), str(exported), "--format", "diffusers", "--force",
+                    "--repo-id", REPO_ID)[0] == 0
+    code, err = cli_code(capsys, "export", str(run_dir), str(tmp_path / "x"), "--format", "onnx")
+    assert code == 2 and "expected one of diffusers" in err
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run_dir, unfinished, ignore=shutil.ignore_patterns("denoiser_ema.safetensors"))
-    missing = run_cli("export", str(unfinished), str(tmp_path / "y"), "--format", "diffusers")
-    assert missing.returncode == 2 and "denoiser_ema.safetensors: missing" in missing.stderr
-    assert "train_denoiser" in missing.stderr and not (tmp_path / "y").exists()
+    code, err = cli_code(capsys, "export", str(unfinished), str(tmp_path / "y"), "--format", "diffusers")
+    assert code == 2 and "denoiser_ema.safetensors: missing" in err and "train_denoiser" in err
+    assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y.partial*"))
 
 
-def test_rae_sample_reads_a_hub_repo_from_the_local_cache_offline(exported, tmp_path):
+def test_rae_sample_reads_a_hub_repo_from_the_local_cache_offline(exported, tmp_path, capsys):
     cache = tmp_path / "hub"
     repo = cache / f"models--{REPO_ID.replace('/', '--')}"
     shutil.copytree(exported, repo / "snapshots" / COMMIT)  # the hub cache layout: a snapshot and refs/main
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
-    env = {"HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(cache)}
-    result = run_cli("sample", REPO_ID, "--labels", "1,2", "--per-label", "2", "--out", str(tmp_path / "g.png"),
-                     "--npz", str(tmp_path / "s.npz"), env=env)
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(cache)}  # read at import: a fresh process
+    result = run_cli("sample", REPO_ID, "--labels", "1,2", "--per-label", "2", "--npz", str(tmp_path / "s.npz"),
+                     env=env)
     assert result.returncode == 0, result.stderr
-    local = run_cli("sample", str(exported), "--labels", "1,2", "--per-label", "2", "--npz", str(tmp_path / "l.npz"))
-    assert local.returncode == 0, local.stderr
+    assert cli_code(capsys, "sample", str(exported), "--labels", "1,2", "--per-label", "2",
+                    "--npz", str(tmp_path / "l.npz"))[0] == 0
     assert (tmp_path / "s.npz").read_bytes() == (tmp_path / "l.npz").read_bytes()
-    absent = run_cli("sample", "rae-tests/not-there", "--labels", "1", "--out", str(tmp_path / "n.png"), env=env)
-    assert absent.returncode == 2 and "rae-tests/not-there" in absent.stderr and "huggingface-cli download" in absent.stderr
+    code, err = cli_code(capsys, "sample", "rae-tests/not-there", "--labels", "1", "--out", str(tmp_path / "n.png"))
+    assert code == 2 and "'rae-tests/not-there'" in err and "huggingface-cli download rae-tests/not-there" in err
