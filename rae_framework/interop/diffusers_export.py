@@ -24,9 +24,9 @@ from rae_framework.interop.official_rae import DECODER_RENAMES, DIFFUSERS_ENCODE
 ENCODER_TYPES = {ours: theirs for theirs, (ours, _) in DIFFUSERS_ENCODERS.items()}
 
 
-def encoder_config(rae: Any) -> dict[str, Any]:
+def encoder_config(rae: Any, encoder_name: str | None = None) -> dict[str, Any]:
     """The ``AutoencoderRAE`` encoder fields of our encoder; error for encoders diffusers cannot express."""
-    name = getattr(rae.encoder, "registry_name", None) or _encoder_name(rae.encoder)
+    name = encoder_name or getattr(rae.encoder, "registry_name", None) or _encoder_name(rae.encoder)
     hf = getattr(getattr(rae.encoder, "model", None), "config", None)
     if name not in ENCODER_TYPES or hf is None:
         raise ConfigError(f"diffusers export: encoder {name!r} is not supported (AutoencoderRAE expresses only "
@@ -85,11 +85,11 @@ def diffusers_latent_stats(rae: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return rae.latent_mean.float(), std.float()
 
 
-def diffusers_config(rae: Any) -> dict[str, Any]:
+def diffusers_config(rae: Any, encoder_name: str | None = None) -> dict[str, Any]:
     """The ``AutoencoderRAE`` constructor config of our autoencoder."""
     dec = rae.decoder.config
     mean, std = diffusers_latent_stats(rae)
-    return {**encoder_config(rae), "decoder_hidden_size": dec.hidden_size,
+    return {**encoder_config(rae, encoder_name), "decoder_hidden_size": dec.hidden_size,
             "decoder_num_hidden_layers": dec.num_layers, "decoder_num_attention_heads": dec.num_heads,
             "decoder_intermediate_size": dec.intermediate_size, "patch_size": dec.patch_size,
             "num_channels": dec.out_channels, "noise_tau": rae.config.noise_tau, "reshape_to_2d": True,
@@ -125,12 +125,13 @@ def diffusers_state_dict(rae: Any, keys: list[str]) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().contiguous().clone() for k, v in state.items()}
 
 
-def export_diffusers_vae(rae: Any, out_dir: str | Path) -> Path:
-    """Write ``out_dir`` (config.json + diffusion_pytorch_model.safetensors) for ``AutoencoderRAE``."""
+def export_diffusers_vae(rae: Any, out_dir: str | Path, encoder_name: str | None = None) -> Path:
+    """Write ``out_dir`` (config.json + diffusion_pytorch_model.safetensors) for ``AutoencoderRAE``, and the
+    exact tensors beside them; ``encoder_name`` is the encoder's registered name (default: from its module)."""
     from diffusers import AutoencoderRAE
     from safetensors.torch import save_file
 
-    config = diffusers_config(rae)
+    config = diffusers_config(rae, encoder_name)
     with torch.device("meta"):
         reference = AutoencoderRAE(**config)
     check_encoder_architecture(rae.encoder.model.config, reference.encoder.config)

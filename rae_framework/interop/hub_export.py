@@ -78,7 +78,7 @@ def write_export(pipe: Any, folder: Path, license_id: str, repo_name: str) -> No
     from rae_framework.interop.diffusers_export import export_diffusers_vae
 
     folder.mkdir(parents=True)
-    export_diffusers_vae(pipe.rae, folder / VAE_DIR)
+    export_diffusers_vae(pipe.rae, folder / VAE_DIR, pipe.assembly.spec("encoder").name)
     write_transformer(pipe, folder / TRANSFORMER_DIR)
     write_json(folder / SCHEDULER_DIR / SCHEDULER_FILE, scheduler_config(pipe))
     if pipe.class_names:
