@@ -24,7 +24,8 @@ from typing import Any
 from rae_framework.errors import ConfigError
 
 VAE_DIR, TRANSFORMER_DIR, SCHEDULER_DIR = "vae", "transformer", "scheduler"
-CONFIG_FILE, WEIGHTS_FILE, SCHEDULER_FILE = "config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"
+CONFIG_FILE, SCHEDULER_FILE = "config.json", "scheduler_config.json"
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 SAMPLING_ROLES = ("schedule", "sampler", "guidance")
 
 

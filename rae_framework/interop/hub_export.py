@@ -103,8 +103,9 @@ def write_transformer(pipe: Any, folder: Path) -> None:
     spec = pipe.assembly.spec("denoiser")
     folder.mkdir(parents=True)
     save_file(module_tensors(pipe.denoiser), str(folder / WEIGHTS_FILE))
-    write_json(folder / CONFIG_FILE, {"_class_name": type(pipe.denoiser).__name__, "_rae_framework_version": __version__,
-                                      "kind": spec.kind, "name": spec.name, "params": spec.params})
+    write_json(folder / CONFIG_FILE, {"_class_name": type(pipe.denoiser).__name__,
+                                      "_rae_framework_version": __version__, "kind": spec.kind, "name": spec.name,
+                                      "params": spec.params})
 
 
 def scheduler_config(pipe: Any) -> dict[str, Any]:
