@@ -128,12 +128,12 @@ def diffusers_state_dict(rae: Any, keys: list[str]) -> dict[str, torch.Tensor]:
 def export_diffusers_vae(rae: Any, out_dir: str | Path, encoder_name: str | None = None) -> Path:
     """Write ``out_dir`` (config.json + diffusion_pytorch_model.safetensors) for ``AutoencoderRAE``, and the
     exact tensors beside them; ``encoder_name`` is the encoder's registered name (default: from its module)."""
-    from diffusers import AutoencoderRAE
     from safetensors.torch import save_file
 
+    autoencoder_class = diffusers_autoencoder_class()
     config = diffusers_config(rae, encoder_name)
     with torch.device("meta"):
-        reference = AutoencoderRAE(**config)
+        reference = autoencoder_class(**config)
     check_encoder_architecture(rae.encoder.model.config, reference.encoder.config)
     check_pos_embed(rae.decoder)
     state = diffusers_state_dict(rae, list(reference.state_dict()))
@@ -147,6 +147,19 @@ def export_diffusers_vae(rae: Any, out_dir: str | Path, encoder_name: str | None
     save_file(exact_tensors(rae), str(folder / EXACT_FILE),
               metadata={"autoencoder": rae.config.model_dump_json(exclude={"statistics"})})
     return folder
+
+
+def diffusers_autoencoder_class() -> type:
+    """diffusers' ``AutoencoderRAE`` (the export builds it to take its keys); a clear error without diffusers."""
+    from rae_framework import compat
+
+    compat.ensure_torchvision_importable()
+    try:
+        from diffusers import AutoencoderRAE
+    except ImportError as error:
+        raise ConfigError(f"diffusers export needs diffusers >= 0.36 with AutoencoderRAE ({error}); "
+                          "install it with 'pip install \"diffusers>=0.36\"'") from None
+    return AutoencoderRAE
 
 
 def exact_tensors(rae: Any) -> dict[str, torch.Tensor]:
@@ -170,12 +183,11 @@ def load_exported_rae(folder: str | Path) -> Any:
         if not path.is_file():
             raise ConfigError(f"{path}: missing; an exported vae/ folder holds config.json, "
                               f"diffusion_pytorch_model.safetensors and {EXACT_FILE} ('rae export' writes them)")
-    rae = load_diffusers_rae(json.loads(files[0].read_text(encoding="utf-8")), load_file(str(files[1])))
     exact = load_file(str(files[2]))
+    state = {**load_file(str(files[1])), "decoder.decoder_pos_embed": exact["pos_embed"]}  # diffusers not needed
+    rae = load_diffusers_rae(json.loads(files[0].read_text(encoding="utf-8")), state)
     with safe_open(str(files[2]), framework="pt") as handle:
         settings = AutoencoderConfig.model_validate_json(handle.metadata()["autoencoder"])
     rae = RepresentationAutoencoder(rae.encoder, rae.decoder, settings)
-    with torch.no_grad():
-        rae.decoder.pos_embed.copy_(exact["pos_embed"])
     rae.set_statistics(exact["latent_mean"], exact["latent_var"])
     return rae.eval()

@@ -62,10 +62,12 @@ def exported_assembly(folder: Path, rae: Any, session: Any) -> Any:
     the run's name and seed, the autoencoder settings; no stages and no data (nothing trains from it)."""
     from rae_framework.assembly import Assembly, ComponentSpec
     from rae_framework.data.config import DataConfig
+    from rae_framework.interop.official_rae import DIFFUSERS_ENCODERS
 
     transformer = component_entry(read_json(transformer_config(folder)), str(transformer_config(folder)))
     scheduler = read_json(folder / SCHEDULER_DIR / SCHEDULER_FILE)
-    entries = {"encoder": _stage1_entry(rae.encoder), "decoder": _stage1_entry(rae.decoder),
+    encoder_name = DIFFUSERS_ENCODERS[read_json(folder / VAE_DIR / CONFIG_FILE)["encoder_type"]][0]
+    entries = {"encoder": _stage1_entry(rae.encoder, encoder_name), "decoder": _stage1_entry(rae.decoder, "vit"),
                "denoiser": {**transformer, "checkpoint": str(folder / TRANSFORMER_DIR / WEIGHTS_FILE)}}
     for role in SAMPLING_ROLES:
         if scheduler.get(role) is not None:
@@ -79,13 +81,12 @@ def exported_assembly(folder: Path, rae: Any, session: Any) -> Any:
     return assembly
 
 
-def _stage1_entry(module: Any) -> dict[str, Any]:
+def _stage1_entry(module: Any, name: str) -> dict[str, Any]:
     """Name and params of the encoder or decoder that :func:`load_exported_rae` built (weights: the vae file)."""
     params = module.config.model_dump(mode="json")
     if "weights" in params:
         params.update(weights=None, pretrained=False, allow_download=False)  # loaded from vae/, not from here
-    return {"name": getattr(module, "registry_name", None) or type(module).__module__.rpartition(".")[2],
-            "params": params}
+    return {"name": name, "params": params}
 
 
 def _spec(session: Any, role: str, entry: dict[str, Any], spec_class: type) -> Any:

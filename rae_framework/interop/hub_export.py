@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rae_framework.errors import ConfigError
+from rae_framework.files import full_disk_reported
 from rae_framework.interop.exported import (CONFIG_FILE, SAMPLING_ROLES, SCHEDULER_DIR, SCHEDULER_FILE,
                                             TRANSFORMER_DIR, VAE_DIR, WEIGHTS_FILE)
 
@@ -47,7 +48,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, export_format: str =
     partial = out_dir.with_name(f".{out_dir.name}.partial{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        write_export(pipe, partial, license_id, repo_id or f"USER/{out_dir.name}")
+        with full_disk_reported(out_dir.parent, out_dir.name):
+            write_export(pipe, partial, license_id, repo_id or f"USER/{out_dir.name}")
         _replace(partial, out_dir)
     finally:
         shutil.rmtree(partial, ignore_errors=True)

@@ -48,10 +48,10 @@ REPO_ID = "rae-tests/export-tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rae_framework", *args], cwd=REPOSITORY, env=environment,
-                          capture_output=True, text=True, timeout=600)
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m rae_framework ARGS`` in a fresh process, offline."""
+    return subprocess.run([sys.executable, "-m", "rae_framework", *args], cwd=REPOSITORY,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +149,13 @@ def test_rae_sample_reads_a_hub_repo_from_the_local_cache_offline(exported, tmp_
     shutil.copytree(exported, repo / "snapshots" / COMMIT)  # the hub cache layout: a snapshot and refs/main
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
-    env = {"HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(cache)}  # read at import: a fresh process
-    result = run_cli("sample", REPO_ID, "--labels", "1,2", "--per-label", "2", "--npz", str(tmp_path / "s.npz"),
-                     env=env)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(cache)}
+    script = ("import sys; from rae_framework import cli; "  # a fresh process: the cache folder is read at import
+              f"code = cli.main(['sample', '{REPO_ID}', '--labels', '1,2', '--per-label', '2', "
+              f"'--npz', {str(tmp_path / 's.npz')!r}]); "
+              "assert 'diffusers' not in sys.modules, 'loading an export needs no diffusers'; sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, env=env, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr
     assert cli_code(capsys, "sample", str(exported), "--labels", "1,2", "--per-label", "2",
                     "--npz", str(tmp_path / "l.npz"))[0] == 0
