@@ -7,6 +7,8 @@ Layout (diffusers-style sub-folders, so that the Hub shows it and diffusers read
     vae/rae_framework.safetensors                              the exact statistics and decoder position table
     transformer/config.json                                    {"kind": "denoiser", "name", "params"}: our
     transformer/diffusion_pytorch_model.safetensors            denoiser (the run's EMA weights)
+    guide/config.json, guide/diffusion_pytorch_model.safetensors   the autoguidance guide denoiser (when the run
+                                                               has one), as transformer/
     scheduler/scheduler_config.json                            schedule, sampler and guidance (name + params each),
                                                                the run's name and seed
     classes.json, metrics.json, samples/grid.png, README.md    class names, the run's metrics, the model card
@@ -23,7 +25,7 @@ from typing import Any
 
 from rae_framework.errors import ConfigError
 
-VAE_DIR, TRANSFORMER_DIR, SCHEDULER_DIR = "vae", "transformer", "scheduler"
+VAE_DIR, TRANSFORMER_DIR, SCHEDULER_DIR, GUIDE_DIR = "vae", "transformer", "scheduler", "guide"
 CONFIG_FILE, SCHEDULER_FILE = "config.json", "scheduler_config.json"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 SAMPLING_ROLES = ("schedule", "sampler", "guidance")
@@ -64,11 +66,12 @@ def exported_assembly(folder: Path, rae: Any, session: Any) -> Any:
     from rae_framework.data.config import DataConfig
     from rae_framework.interop.official_rae import DIFFUSERS_ENCODERS
 
-    transformer = component_entry(read_json(transformer_config(folder)), str(transformer_config(folder)))
     scheduler = read_json(folder / SCHEDULER_DIR / SCHEDULER_FILE)
     encoder_name = DIFFUSERS_ENCODERS[read_json(folder / VAE_DIR / CONFIG_FILE)["encoder_type"]][0]
     entries = {"encoder": _stage1_entry(rae.encoder, encoder_name), "decoder": _stage1_entry(rae.decoder, "vit"),
-               "denoiser": {**transformer, "checkpoint": str(folder / TRANSFORMER_DIR / WEIGHTS_FILE)}}
+               "denoiser": _denoiser_entry(folder / TRANSFORMER_DIR)}
+    if (folder / GUIDE_DIR).is_dir():
+        entries["guide"] = _denoiser_entry(folder / GUIDE_DIR)
     for role in SAMPLING_ROLES:
         if scheduler.get(role) is not None:
             entries[role] = component_entry(scheduler[role], f"{folder / SCHEDULER_DIR / SCHEDULER_FILE}: {role}")
@@ -81,6 +84,12 @@ def exported_assembly(folder: Path, rae: Any, session: Any) -> Any:
     return assembly
 
 
+def _denoiser_entry(folder: Path) -> dict[str, Any]:
+    """The denoiser of ``transformer/`` (or ``guide/``): name, params and its weights as the checkpoint."""
+    entry = component_entry(read_json(folder / CONFIG_FILE), str(folder / CONFIG_FILE))
+    return {**entry, "kind": "denoiser", "checkpoint": str(folder / WEIGHTS_FILE)}
+
+
 def _stage1_entry(module: Any, name: str) -> dict[str, Any]:
     """Name and params of the encoder or decoder that :func:`load_exported_rae` built (weights: the vae file)."""
     params = module.config.model_dump(mode="json")
@@ -90,8 +99,9 @@ def _stage1_entry(module: Any, name: str) -> dict[str, Any]:
 
 
 def _spec(session: Any, role: str, entry: dict[str, Any], spec_class: type) -> Any:
-    config = session.make_config(role, entry["name"], entry["params"])
-    return spec_class(kind=role, name=entry["name"], params=config.model_dump(mode="json"),
+    kind = entry.get("kind", role)
+    config = session.make_config(kind, entry["name"], entry["params"])
+    return spec_class(kind=kind, name=entry["name"], params=config.model_dump(mode="json"),
                       checkpoint=entry.get("checkpoint"), config=config)
 
 
@@ -115,5 +125,7 @@ def load_exported(folder: str | Path, device: Any = None, *, local_files_only: b
     sources = {"encoder": f"{VAE_DIR}/{WEIGHTS_FILE} (exported)", "decoder": f"{VAE_DIR}/{WEIGHTS_FILE} (exported)",
                "denoiser": f"{TRANSFORMER_DIR}/{WEIGHTS_FILE} (exported EMA)",
                "statistics": f"{VAE_DIR}/rae_framework.safetensors (exported)"}
+    if "guide" in assembly.components:
+        sources["guide"] = f"{GUIDE_DIR}/{WEIGHTS_FILE} (exported)"
     names = run_class_names(folder, assembly.data) if (folder / "classes.json").is_file() else None
     return RAEPipeline(state, rae.to(state.context.device), denoiser, names, sources)

@@ -18,7 +18,7 @@ from typing import Any
 
 from rae_framework.errors import ConfigError
 from rae_framework.files import full_disk_reported
-from rae_framework.interop.exported import (CONFIG_FILE, SAMPLING_ROLES, SCHEDULER_DIR, SCHEDULER_FILE,
+from rae_framework.interop.exported import (CONFIG_FILE, GUIDE_DIR, SAMPLING_ROLES, SCHEDULER_DIR, SCHEDULER_FILE,
                                             TRANSFORMER_DIR, VAE_DIR, WEIGHTS_FILE)
 
 EXPORT_FORMATS = ("diffusers",)
@@ -57,13 +57,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, export_format: str =
 
 
 def check_exportable(pipe: Any) -> None:
-    """A stage-2 run without a guide denoiser (the export holds one denoiser)."""
+    """A stage-2 run: the export is a whole generator."""
     if pipe.denoiser is None:
         raise ConfigError(f"{pipe.run_dir}: a stage-1 run (no denoiser); 'rae export' writes a whole generator, "
                           "so train the denoiser first (stage train_denoiser)")
-    if "guide" in pipe.assembly.components:
-        raise ConfigError(f"{pipe.run_dir}: the run samples with autoguidance (components.guide); exporting the "
-                          "guide denoiser is not supported yet")
 
 
 def _replace(partial: Path, out_dir: Path) -> None:
@@ -81,7 +78,9 @@ def write_export(pipe: Any, folder: Path, license_id: str, repo_name: str) -> No
 
     folder.mkdir(parents=True)
     export_diffusers_vae(pipe.rae, folder / VAE_DIR, pipe.assembly.spec("encoder").name)
-    write_transformer(pipe, folder / TRANSFORMER_DIR)
+    write_denoiser(pipe.assembly.spec("denoiser"), pipe.denoiser, folder / TRANSFORMER_DIR)
+    if "guide" in pipe.assembly.components:  # autoguidance's guide denoiser, with the weights its checkpoint names
+        write_denoiser(pipe.assembly.spec("guide"), guide_denoiser(pipe), folder / GUIDE_DIR)
     write_json(folder / SCHEDULER_DIR / SCHEDULER_FILE, scheduler_config(pipe))
     if pipe.class_names:
         write_json(folder / "classes.json", list(pipe.class_names))
@@ -95,17 +94,23 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def write_transformer(pipe: Any, folder: Path) -> None:
-    """``transformer/``: the denoiser's EMA weights and what rebuilds it through the registry."""
+def guide_denoiser(pipe: Any) -> Any:
+    """The run's autoguidance guide, built as the pipeline builds it."""
+    from rae_framework.engine import DistContext, RunState, load_guide
+
+    return load_guide(RunState(pipe.run_dir, pipe.assembly, DistContext(device=pipe.device)))
+
+
+def write_denoiser(spec: Any, denoiser: Any, folder: Path) -> None:
+    """``transformer/`` (or ``guide/``): the denoiser's weights and what rebuilds it through the registry."""
     from safetensors.torch import save_file
 
     from rae_framework import __version__
     from rae_framework.engine.checkpoints import module_tensors
 
-    spec = pipe.assembly.spec("denoiser")
     folder.mkdir(parents=True)
-    save_file(module_tensors(pipe.denoiser), str(folder / WEIGHTS_FILE))
-    write_json(folder / CONFIG_FILE, {"_class_name": type(pipe.denoiser).__name__,
+    save_file(module_tensors(denoiser), str(folder / WEIGHTS_FILE))
+    write_json(folder / CONFIG_FILE, {"_class_name": type(denoiser).__name__,
                                       "_rae_framework_version": __version__, "kind": spec.kind, "name": spec.name,
                                       "params": spec.params})
 

@@ -96,6 +96,7 @@ def _layout() -> str:
 - `vae/`: diffusers `AutoencoderRAE` (`config.json` with `latents_mean` / `latents_std`,
   `diffusion_pytorch_model.safetensors`), and `rae_framework.safetensors`: the exact latent statistics and
   decoder position table that rae-framework reads.
-- `transformer/`: the denoiser (the run's EMA weights) and its rae-framework name and params.
+- `transformer/`: the denoiser (the run's EMA weights) and its rae-framework name and params; `guide/`, when
+  the run samples with autoguidance, its guide denoiser in the same form.
 - `scheduler/scheduler_config.json`: the noise schedule, the sampler and the guidance (name and params each).
 - `classes.json` (when the run names its classes), `metrics.json`, `samples/grid.png`."""

@@ -162,3 +162,29 @@ def test_rae_sample_reads_a_hub_repo_from_the_local_cache_offline(exported, tmp_
     assert (tmp_path / "s.npz").read_bytes() == (tmp_path / "l.npz").read_bytes()
     code, err = cli_code(capsys, "sample", "rae-tests/not-there", "--labels", "1", "--out", str(tmp_path / "n.png"))
     assert code == 2 and "'rae-tests/not-there'" in err and "huggingface-cli download rae-tests/not-there" in err
+
+
+def test_an_autoguided_run_exports_its_guide(run_dir, tmp_path):
+    """The run's assembly, sampled with autoguidance (a guide: its EMA denoiser, perturbed): the export carries
+    guide/ and samples what load_run samples."""
+    from safetensors.torch import load_file, save_file
+
+    guided = tmp_path / "guided"
+    shutil.copytree(run_dir, guided)
+    generator = torch.Generator().manual_seed(0)
+    weights = load_file(str(guided / "checkpoints" / "denoiser_ema.safetensors"))
+    save_file({key: value + 0.05 * torch.randn(value.shape, generator=generator) for key, value in weights.items()},
+              str(guided / "guide.safetensors"))
+    assembly = yaml.safe_load((guided / "assembly.yaml").read_text())
+    denoiser = assembly["components"]["denoiser"]
+    assembly["components"]["guide"] = {"kind": "denoiser", "name": denoiser["name"], "params": denoiser["params"],
+                                       "checkpoint": str(guided / "guide.safetensors")}
+    assembly["components"]["guidance"] = {"name": "autoguidance", "preset": "autoguidance-tiny"}
+    (guided / "assembly.yaml").write_text(yaml.safe_dump(assembly, sort_keys=False))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["export", str(guided), str(tmp_path / "out"), "--format", "diffusers"]) == 0
+    assert (tmp_path / "out" / "guide" / "diffusion_pytorch_model.safetensors").is_file()
+    original, loaded = rae_framework.load_run(guided, "cpu"), rae_framework.load_exported(tmp_path / "out", "cpu")
+    ours = original([2, 5], seed=1, output_type="pt", progress_bar=False).images
+    assert torch.equal(ours, loaded([2, 5], seed=1, output_type="pt", progress_bar=False).images)
+    assert not torch.equal(ours, loaded([2, 5], seed=1, guidance="none", output_type="pt", progress_bar=False).images)
