@@ -6,7 +6,9 @@ trained a component, its EMA checkpoint (``checkpoints/decoder_ema.safetensors``
 (``checkpoints/latent_stats.safetensors``); otherwise the component's ``checkpoint:`` (and
 ``autoencoder.statistics``). A file the run should hold but does not is a :class:`ConfigError` naming it
 and the stage that writes it. Class names come from ``classes.json`` in the run directory, else from the
-dataset (:func:`rae_framework.data.datasets.class_names`), so labels can be given by name.
+dataset (:func:`rae_framework.data.datasets.class_names`), so labels can be given by name. A folder that
+``rae export`` wrote, or a Hub repo id holding one, loads through
+:func:`rae_framework.interop.exported.load_exported` into the same pipeline.
 
 Like diffusers' ``DiTPipeline``: ``pipe(labels)`` returns an output whose ``.images`` are PIL images
 (``output_type="pt"`` gives a float tensor in [0, 1], ``"np"`` uint8 ``(B, H, W, 3)``, ``"latent"`` the

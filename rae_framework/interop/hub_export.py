@@ -45,7 +45,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, export_format: str =
     check_target(out_dir, force)
     pipe = load_run_dir(Path(run_dir), "cpu")
     check_exportable(pipe)
-    partial = out_dir.with_name(f".{out_dir.name}.partial{os.getpid()}")
+    partial = out_dir.absolute().with_name(f".{out_dir.absolute().name}.partial{os.getpid()}")  # beside OUT_DIR
     shutil.rmtree(partial, ignore_errors=True)
     try:
         with full_disk_reported(out_dir.parent, out_dir.name):
@@ -65,7 +65,7 @@ def check_exportable(pipe: Any) -> None:
 
 def _replace(partial: Path, out_dir: Path) -> None:
     """Rename the finished ``partial`` folder to ``out_dir`` (a previous ``out_dir`` is removed after)."""
-    previous = out_dir.with_name(f".{out_dir.name}.previous{os.getpid()}")
+    previous = partial.with_name(f".{out_dir.absolute().name}.previous{os.getpid()}")
     if out_dir.exists():
         os.replace(out_dir, previous)
     os.replace(partial, out_dir)
