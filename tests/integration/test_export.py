@@ -48,18 +48,12 @@ REPO_ID = "rae-tests/export-tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """``python -m rae_framework ARGS`` in a fresh process, offline."""
-    return subprocess.run([sys.executable, "-m", "rae_framework", *args], cwd=REPOSITORY,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("export")
     (folder / "tiny.yaml").write_text(ASSEMBLY)
-    result = run_cli("run", str(folder / "tiny.yaml"), "--out", str(folder / "run"))
-    assert result.returncode == 0, result.stderr
+    with contextlib.redirect_stdout(io.StringIO()):  # `rae run` in this process (no second interpreter start-up)
+        assert cli.main(["run", str(folder / "tiny.yaml"), "--out", str(folder / "run")]) == 0
     return folder / "run"
 
 
