@@ -57,6 +57,7 @@ __all__ = [
     "ensure_torchvision_importable",
     "hookimpl",
     "load_assembly",
+    "load_exported",
     "load_run",
 ]
 
@@ -83,10 +84,19 @@ def load_assembly(path: str, overrides: list[str] | None = None, *, session: Ses
     return _load(path, overrides or [], session=session or Session())
 
 
-def load_run(run_dir: str, device: Any = None) -> Any:
+def load_run(run_dir: str, device: Any = None, *, local_files_only: bool | None = None) -> Any:
     """A sampling/encoding pipeline over a finished run directory (its resolved assembly and EMA weights):
     ``pipe = load_run("runs/quickstart"); pipe([3, 7], num_images_per_label=4).images`` -> PIL images.
-    See :class:`rae_framework.pipeline.RAEPipeline`."""
+    ``run_dir`` may also be a folder ``rae export`` wrote or a Hub repo id holding one (``local_files_only``:
+    read only the Hugging Face cache; default: ``HF_HUB_OFFLINE``). See :class:`rae_framework.pipeline.RAEPipeline`."""
     from rae_framework.pipeline import load_run as _load
 
-    return _load(run_dir, device)
+    return _load(run_dir, device, local_files_only=local_files_only)
+
+
+def load_exported(folder: str, device: Any = None, *, local_files_only: bool | None = None) -> Any:
+    """The pipeline of :func:`load_run` over a folder that ``rae export`` wrote (vae/, transformer/,
+    scheduler/) or a Hub repo id holding one: ``load_exported("exports/quickstart")([3, 7], seed=0).images``."""
+    from rae_framework.interop.exported import load_exported as _load
+
+    return _load(folder, device, local_files_only=local_files_only)

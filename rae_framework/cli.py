@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(commands)
     _add_import_official(commands)
     _add_import(commands)
+    _add_export(commands)
     _add(commands, "sweep", cmd_sweep, "run an assembly over a grid of overrides (cross product, repeated "
                                        "seeds), reusing shared stages; table, sweep.csv and sweep.png", [
         ("assembly", {"help": "assembly YAML file"}),
@@ -142,7 +143,8 @@ def _add_list(commands: Any) -> None:
 def _add_sample(commands: Any) -> None:
     _add(commands, "sample", cmd_sample, "generate images of given classes with a finished run's EMA weights: a "
                                          "grid PNG (--out) and/or an ADM-layout .npz (--npz)", [
-        ("run_dir", {"metavar": "RUN_DIR", "help": "run directory written by 'rae run'"}),
+        ("run_dir", {"metavar": "RUN_DIR", "help": "run directory written by 'rae run', a folder written by "
+                                                   "'rae export', or the Hub repo id of one"}),
         ("--labels", {"required": True, "metavar": "L1,L2,...",
                       "help": "comma-separated class indices or names (e.g. 207,360 or tench,goldfish)"}),
         ("--per-label", {"type": _positive_int, "default": 4, "dest": "per_label", "metavar": "N",
@@ -154,6 +156,8 @@ def _add_sample(commands: Any) -> None:
         ("--seed", {"type": int, "default": 0, "help": "noise seed (default 0)"}),
         ("--batch-size", {"type": _positive_int, "default": 64, "dest": "batch_size", "help": "images per batch"}),
         ("--device", {"default": None, "help": "cpu, cuda, cuda:1, ... (default: CUDA when available)"}),
+        ("--offline", {"action": "store_true", "default": None, "help": "for a Hub repo id: read only the local "
+                                                                      "Hugging Face cache (default: HF_HUB_OFFLINE)"}),
         ("--out", {"default": None, "metavar": "FILE", "help": "grid image (PNG): one row per label"}),
         ("--npz", {"default": None, "metavar": "FILE",
                    "help": "ADM layout: arr_0 uint8 (N, H, W, 3), arr_1 int64 labels"}),
@@ -174,7 +178,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     labels = _label_tokens(args.labels)
     from rae_framework.pipeline import load_run, save_samples
 
-    pipe = load_run(args.run_dir, device=args.device)
+    pipe = load_run(args.run_dir, device=args.device, local_files_only=args.offline)
     output = pipe(labels, num_images_per_label=args.per_label, num_steps=args.steps, guidance_scale=args.scale,
                   sampler=args.sampler, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
                   output_type="np")
@@ -243,6 +247,12 @@ def cmd_import(args: argparse.Namespace) -> int:
                                 revision=args.revision, offline=args.offline, overrides=args.overrides)
     print(f"imported {args.source} into {args.out}; train stage 2 with: rae run {path} --out {args.out}")
     return EXIT_OK
+def _add_export(commands: Any) -> None:
+    from rae_framework.interop.hub_export import add_export_arguments, cmd_export
+
+    command = _add(commands, "export", cmd_export, "write a finished run as a folder for diffusers and the Hub: "
+                   "vae/ (diffusers AutoencoderRAE), transformer/, scheduler/ and a model card README.md", [])
+    add_export_arguments(command)
 
 
 def _session() -> Any:

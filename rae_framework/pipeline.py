@@ -6,7 +6,9 @@ trained a component, its EMA checkpoint (``checkpoints/decoder_ema.safetensors``
 (``checkpoints/latent_stats.safetensors``); otherwise the component's ``checkpoint:`` (and
 ``autoencoder.statistics``). A file the run should hold but does not is a :class:`ConfigError` naming it
 and the stage that writes it. Class names come from ``classes.json`` in the run directory, else from the
-dataset (:func:`rae_framework.data.datasets.class_names`), so labels can be given by name.
+dataset (:func:`rae_framework.data.datasets.class_names`), so labels can be given by name. A folder that
+``rae export`` wrote, or a Hub repo id holding one, loads through
+:func:`rae_framework.interop.exported.load_exported` into the same pipeline.
 
 Like diffusers' ``DiTPipeline``: ``pipe(labels)`` returns an output whose ``.images`` are PIL images
 (``output_type="pt"`` gives a float tensor in [0, 1], ``"np"`` uint8 ``(B, H, W, 3)``, ``"latent"`` the
@@ -48,11 +50,27 @@ class RAEPipelineOutput:
     labels: list[int] = field(default_factory=list)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> RAEPipeline:
+def load_run(run_dir: str | Path, device: str | torch.device | None = None, *,
+             local_files_only: bool | None = None) -> RAEPipeline:
     """A pipeline over the finished run in ``run_dir`` (see the module docstring), on ``device``
-    (default: CUDA when available, else CPU)."""
-    run_dir = Path(run_dir)
-    state = RunState(run_dir, _run_assembly(run_dir), DistContext(device=_device(device)))
+    (default: CUDA when available, else CPU).
+
+    ``run_dir`` may also be a folder that ``rae export`` wrote, or the id of a Hub repo holding one
+    (downloaded through ``huggingface_hub.snapshot_download``; ``local_files_only``, by default on when
+    ``HF_HUB_OFFLINE`` is set, reads only the local Hugging Face cache): both load with
+    :func:`rae_framework.interop.exported.load_exported`.
+    """
+    from rae_framework.interop.exported import is_exported, load_exported
+    from rae_framework.interop.hub import is_hub_candidate
+
+    if is_exported(run_dir) or is_hub_candidate(run_dir):
+        return load_exported(run_dir, device, local_files_only=local_files_only)
+    return load_run_dir(Path(run_dir), device)
+
+
+def load_run_dir(run_dir: Path, device: str | torch.device | None) -> RAEPipeline:
+    """:func:`load_run` over a run directory."""
+    state = RunState(run_dir, _run_assembly(run_dir), DistContext(device=device_of(device)))
     sources = {role: weights_source(state, role) for role in TRAINED_ROLES if state.has(role)}
     sources["statistics"] = statistics_source(state)
     rae = build_rae(state)
@@ -71,7 +89,8 @@ def _trained_denoiser(state: RunState):
     return denoiser.to(state.context.device).eval()
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def device_of(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device (None: CUDA when available, else CPU); a bad name is a ConfigError."""
     if device is None:
         return default_device()
     try:
@@ -219,7 +238,7 @@ class RAEPipeline:
 
     def to(self, device: str | torch.device) -> RAEPipeline:
         """Move the models to ``device`` (as diffusers' ``pipe.to("cuda")``); returns the pipeline."""
-        self._state.context = DistContext(device=_device(device))
+        self._state.context = DistContext(device=device_of(device))
         self.rae.to(self.device)
         if self.denoiser is not None:
             self.denoiser.to(self.device)

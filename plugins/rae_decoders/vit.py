@@ -88,8 +88,11 @@ class ViTDecoder(Decoder):
         dim = config.hidden_size
         self.embed = nn.Linear(config.token_dim, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        # Fixed sin-cos values, but a Parameter as in the reference (its trainer optimises it; load it).
-        self.pos_embed = nn.Parameter(sincos_pos_embed(dim, config.grid_size, cls_token=True)[None])  # (1, 1 + M, D)
+        # Fixed sin-cos values in a frozen Parameter, as the reference (src/stage1/decoders/decoder.py:546-548,
+        # requires_grad=False): checkpoints carry it, training leaves it, and diffusers' AutoencoderRAE (which
+        # regenerates the table instead of loading it) computes what this decoder computes.
+        table = sincos_pos_embed(dim, config.grid_size, cls_token=True)[None]  # (1, 1 + M, D)
+        self.pos_embed = nn.Parameter(table, requires_grad=False)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.head = nn.Linear(dim, config.patch_size ** 2 * config.out_channels)

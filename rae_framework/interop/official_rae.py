@@ -296,7 +296,8 @@ def load_diffusers_rae(config: Mapping[str, Any], state_dict: Mapping[str, torch
         "num_channels": config.get("num_channels", 3)}))
     decoder_state = {k.partition(".")[2]: v for k, v in state.items() if k.startswith("decoder.")}
     if decoder_state:
-        decoder_state.setdefault("decoder_pos_embed", diffusers_pos_embed(decoder.pos_embed.shape))
+        if "decoder_pos_embed" not in decoder_state:  # diffusers does not save it (computed only when absent)
+            decoder_state["decoder_pos_embed"] = diffusers_pos_embed(decoder.pos_embed.shape)
         load_decoder_weights(decoder, decoder_state, "AutoencoderRAE decoder")
     autoencoder_config = AutoencoderConfig(noise_tau=config.get("noise_tau", 0.0))
     rae = RepresentationAutoencoder(encoder, decoder, autoencoder_config)
