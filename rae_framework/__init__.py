@@ -27,6 +27,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.config",  # ComponentConfig, AutoencoderConfig, OptimizerConfig, LatentShape, latent_shape_of
     "rae_framework.errors",
     "rae_framework.stage",  # StageSpec, StageConfig, StageProblem: what a stage plugin declares
+    "rae_framework.tracker",  # Tracker, TrackerRun, RunStatus: what a tracker plugin implements (torch-free)
     "rae_framework.engine",  # the stage toolkit (its package namespace only, not its submodules)
     "rae_framework.autoencoder",  # the RAE composition and its token/latent reshapes
     "rae_framework.data",  # datasets, batch plans, the latent cache and the data settings
