@@ -156,7 +156,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """``rae submit``: see :mod:`rae_framework.submit`."""
     from rae_framework.submit import submit_command
 
-    return submit_command(args)
+    return submit_command(args, _session())
 
 
 def _add_validate(commands: Any) -> None:

@@ -140,13 +140,13 @@ def _ignored_with_local(args: argparse.Namespace) -> list[str]:
     return [f"--{name.replace('_', '-')}" for name in options if getattr(args, name) is not None]
 
 
-def submit_command(args: argparse.Namespace) -> int:
+def submit_command(args: argparse.Namespace, session: Session) -> int:
     """``rae submit``: validate, then print the script (``--dry-run``), run here (``--local``) or queue the job."""
     if args.dry_run and args.local:
         raise ConfigError("--dry-run prints the sbatch script; --local runs without one: choose one")
     if args.local and args.nodes > 1:
         raise ConfigError(f"--local runs on this machine: --nodes {args.nodes} needs SLURM")
-    assembly = load_assembly(args.assembly, args.overrides, session=Session())
+    assembly = load_assembly(args.assembly, args.overrides, session=session)
     resources = resources_from(args, assembly.name)
     out_dir = Path(args.out or Path("runs") / assembly.name).absolute()
     check_before_queueing(assembly, args.stages, out_dir, resources)
