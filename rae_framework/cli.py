@@ -1,8 +1,8 @@
 """The command-line interface: ``rae`` / ``python -m rae_framework``.
 
 Exit codes: 0 ok, 2 invalid input (an assembly, a name, a parameter: the message says ``file:line`` and
-the dotted path), 1 failure while running, 75 preempted (SIGTERM/SIGUSR1: a training stage saved a checkpoint
-at its last finished step; rerun to resume). Tracebacks only with ``--debug``. ``list``, ``describe``,
+the dotted path), 1 failure while running, 75 preempted (SIGTERM/SIGUSR1/SIGUSR2: a training stage saved a
+checkpoint at its last finished step; rerun to resume). Tracebacks only with ``--debug``. ``list``, ``describe``,
 ``validate``, ``schema``, ``plugins`` and ``--help`` never import torch; ``run``, ``submit`` and ``sample`` do.
 """
 
@@ -134,8 +134,10 @@ def _add_submit(commands: Any) -> None:
                               "help": "processes per node (default: --gpus-per-node)"}),
         ("--time", {"default": None, "metavar": "LIMIT", "help": "time limit: minutes, HH:MM:SS or D-HH:MM:SS "
                                                                  "(required on SLURM; --local: 24 h)"}),
-        ("--partition", {"default": None}), ("--account", {"default": None}), ("--qos", {"default": None}),
-        ("--cpus-per-task", {"type": _positive_int, "default": None, "metavar": "N"}),
+        ("--partition", {"default": None, "help": "sbatch --partition"}),
+        ("--account", {"default": None, "help": "sbatch --account"}),
+        ("--qos", {"default": None, "help": "sbatch --qos"}),
+        ("--cpus-per-task", {"type": _positive_int, "default": None, "metavar": "N", "help": "sbatch --cpus-per-task"}),
         ("--mem", {"default": None, "metavar": "SIZE", "help": "memory per node, as sbatch: 64G, 0 = all"}),
         ("--job-name", {"default": None, "help": "default: the assembly's name"}),
         ("--signal-delay-s", {"type": int, "default": 120, "metavar": "S",

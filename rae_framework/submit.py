@@ -36,6 +36,7 @@ LOCAL_TIME_MIN = 24 * 60  # --local without --time: the local executor's hard li
 TIME_FORMS = "MINUTES, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
 _TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<hours>\d+)(?::(?P<minutes>\d{2})(?::(?P<seconds>\d{2}))?)?$")
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
+_TRACE_RULE = "-" * 22 + "\n"  # around the task's traceback in submitit's FailedJobError
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,11 @@ def submit_command(args: argparse.Namespace, session: Session) -> int:
         raise ConfigError("--dry-run prints the sbatch script; --local runs without one: choose one")
     if args.local and args.nodes > 1:
         raise ConfigError(f"--local runs on this machine: --nodes {args.nodes} needs SLURM")
+    if args.max_timeouts < 0:
+        raise ConfigError(f"--max-timeouts {args.max_timeouts}: expected 0 or more")
     assembly = load_assembly(args.assembly, args.overrides, session=session)
+    for warning in assembly.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     resources = resources_from(args, assembly.name)
     out_dir = Path(args.out or Path("runs") / assembly.name).absolute()
     check_before_queueing(assembly, args.stages, out_dir, resources)
@@ -227,11 +232,13 @@ def run_locally(run: SubmittedRun, folder: Path, resources: Resources, max_timeo
 
 
 def _job_failure(message: str, log: Path) -> RAEError:
-    """The job's failure as this framework's error: a preemption that was not requeued stays one (exit 75)."""
-    lines = [line for line in message.strip().splitlines() if line.strip()]
+    """The job's failure as this framework's error, with the last line of the failing task's traceback; a
+    preemption that was not requeued (SIGTERM) stays one (exit 75)."""
+    parts = message.split(_TRACE_RULE)  # submitit's message: the task's traceback between two rules
+    lines = [line for line in (parts[1] if len(parts) > 2 else message).splitlines() if line.strip()]
     last = lines[-1] if lines else message
-    if "PreemptedError" in last:
-        return PreemptedError(f"the job was preempted and not requeued: {last}; log: {log}")
+    if last.startswith(f"{PreemptedError.__module__}.{PreemptedError.__name__}: "):
+        return PreemptedError(f"the job stopped: {last.split(': ', 1)[1]}; log: {log}")
     return RAEError(f"the job failed: {last}; log: {log}")
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from tiny_run import tiny_assembly
 
-STEPS = 40
+STEPS = 60
 ASSEMBLY = tiny_assembly("submit-tiny", f"""\
   latent_stats: {{batch_size: 64}}
   train_denoiser: {{steps: {STEPS}, batch_size: 16, checkpoint_every: 1000, log_every: 1}}
@@ -89,21 +89,27 @@ def wait_for_step(log_folder: Path, step: int, process: subprocess.Popen, timeou
     raise AssertionError(f"the job did not reach step {step} (exit code {process.poll()})")
 
 
-@pytest.mark.slow
-def test_sigusr2_checkpoints_requeues_and_resumes_to_the_clean_weights(tmp_path, torchrun_run):
-    assembly, expected = torchrun_run
-    out = tmp_path / "run"
+def signalled_submission(assembly: Path, out: Path, number: int) -> tuple[int, str, str, str]:
+    """``rae submit --local``, ``number`` sent to every task (as SLURM does) once training logged step 5; the
+    exit code, stdout, stderr and the job's logs."""
     process = subprocess.Popen(submit_command(assembly, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=ENV)
     wait_for_step(out / "submitit", 5, process)
     pids = task_pids(out / "submitit")
     assert len(pids) == 2
-    for pid in pids:  # as SLURM's --signal=USR2@delay: every task of the job
-        os.kill(pid, signal.SIGUSR2)
+    for pid in pids:
+        os.kill(pid, number)
     stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
-    logs = {path.name: path.read_text() for path in (out / "submitit").iterdir() if path.suffix in (".err", ".out")}
-    log = "\n".join(logs.values())
+    logs = [path.read_text() for path in sorted((out / "submitit").iterdir()) if path.suffix in (".err", ".out")]
+    return process.returncode, stdout, stderr, "\n".join(logs)
+
+
+@pytest.mark.slow
+def test_sigusr2_checkpoints_requeues_and_resumes_to_the_clean_weights(tmp_path, torchrun_run):
+    assembly, expected = torchrun_run
+    out = tmp_path / "run"
+    code, stdout, stderr, log = signalled_submission(assembly, out, signal.SIGUSR2)  # the time limit's notice
+    assert code == 0, stderr[-3000:]
     match = re.search(rf"train_denoiser: preempted \(SIGUSR2\) after step (\d+)/{STEPS}", log)
     assert match, log[-3000:]
     step = int(match.group(1))
@@ -112,3 +118,19 @@ def test_sigusr2_checkpoints_requeues_and_resumes_to_the_clean_weights(tmp_path,
     assert f"train_denoiser: resumed from step {step}" in log
     assert "(ran: train_denoiser; up to date: latent_stats)" in stdout
     assert_equal_weights(final_weights(out), expected)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_ends_the_job_without_requeue(tmp_path, torchrun_run):
+    """SIGTERM (SLURM preempting, which requeues the job itself, or scancel): the step is saved, the job ends,
+    ``rae submit`` exits 75 saying how to resume."""
+    assembly, _ = torchrun_run
+    out = tmp_path / "run"
+    code, _, stderr, log = signalled_submission(assembly, out, signal.SIGTERM)
+    assert code == 75, stderr[-3000:]
+    match = re.search(rf"error: the job stopped: train_denoiser: preempted \(SIGTERM\) after step (\d+)/{STEPS}",
+                      stderr)
+    assert match and "Traceback" not in stderr, stderr[-3000:]
+    assert "Requeued job" not in log
+    checkpoints = [path.name for path in (out / "checkpoints" / "train_denoiser").glob("step_*")]
+    assert checkpoints == [f"step_{int(match.group(1)):08d}"]

@@ -91,6 +91,7 @@ def test_dry_run_options_reach_the_script(assembly, capsys):
      "--set stages.train_denoiser.steps=x: stages.train_denoiser.steps"),
     (["--gpus-per-node", "2", "--nodes", "2", "--local"], "--local runs on this machine: --nodes 2 needs SLURM"),
     (["--gpus-per-node", "2", "--time", "9", "--local", "--dry-run"], "choose one"),
+    (["--gpus-per-node", "8", "--time", "9", "--max-timeouts", "-1"], "--max-timeouts -1: expected 0 or more"),
 ])
 def test_what_cannot_run_is_refused_before_queueing_with_exit_2(assembly, capsys, arguments, message):
     code, out, err = submit(capsys, str(assembly), *arguments, "--dry-run" if "--local" not in arguments else "--local")
