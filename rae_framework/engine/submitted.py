@@ -33,7 +33,11 @@ from typing import NoReturn
 
 from submitit.helpers import Checkpointable, JobEnvironment, TorchDistributedEnvironment
 
+from rae_framework.assembly import Assembly, validate_assembly
+from rae_framework.engine.runner import RunResult, run_assembly
 from rae_framework.errors import PreemptedError
+from rae_framework.session import Session
+from rae_framework.yaml_lines import load_yaml_with_lines
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,8 @@ class SubmittedRun(Checkpointable):
     workdir: str  # the submitting shell's directory, absolute
     stages: tuple[str, ...] | None = None  # --stage: run only these
 
-    def __call__(self):
+    def __call__(self) -> RunResult:
         """Run the assembly in this task; returns the :class:`~rae_framework.engine.runner.RunResult`."""
-        from rae_framework.engine.runner import run_assembly
-
         os.chdir(self.workdir)
         export_distributed_environment()
         try:
@@ -61,12 +63,8 @@ class SubmittedRun(Checkpointable):
         except PreemptedError as error:
             requeue_through_submitit(error)
 
-    def assembly(self):
+    def assembly(self) -> Assembly:
         """The assembly, validated again in this task (the same plugins resolve it as at submit time)."""
-        from rae_framework.assembly import validate_assembly
-        from rae_framework.session import Session
-        from rae_framework.yaml_lines import load_yaml_with_lines
-
         data, source_map = load_yaml_with_lines(self.assembly_yaml, self.origin)
         return validate_assembly(data, source_map, session=Session(), source=self.origin)
 
