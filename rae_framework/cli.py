@@ -2,9 +2,9 @@
 
 Exit codes: 0 ok, 2 invalid input (an assembly, a name, a parameter: the message says ``file:line`` and
 the dotted path) or a run directory that another process holds, 1 failure while running, 75 preempted
-(SIGTERM/SIGUSR1: a training stage saved a checkpoint at its last finished step; rerun to resume). Tracebacks
-only with ``--debug``. ``list``, ``describe``, ``validate``, ``schema``, ``plugins`` and ``--help`` never import
-torch; ``run`` and ``sample`` do.
+(SIGTERM/SIGUSR1/SIGUSR2: a training stage saved a checkpoint at its last finished step; rerun to resume).
+Tracebacks only with ``--debug``. ``list``, ``describe``, ``validate``, ``schema``, ``plugins`` and ``--help``
+never import torch; ``run``, ``submit`` and ``sample`` do.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rae-framework {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_run(commands)
+    _add_submit(commands)
     _add_validate(commands)
     _add_list(commands)
     _add(commands, "describe", cmd_describe, "every parameter of a component (type, default, description) "
@@ -119,6 +120,48 @@ def _add_run(commands: Any) -> None:
                      "help": "run only this registered stage (repeatable; `rae list stage` names them); the "
                              "stages it reads must have finished in --out"}),
     ])
+
+
+def _add_submit(commands: Any) -> None:
+    _add(commands, "submit", cmd_submit, "run an assembly as one SLURM job of nodes x GPUs tasks through submitit "
+                                         "(checkpointed and requeued on preemption and at the time limit)", [
+        ("assembly", {"help": "assembly YAML file"}),
+        ("--out", {"default": None, "metavar": "DIR", "help": "run directory (default: runs/<name>)"}),
+        SET_OPTION,
+        ("--stage", {"action": "append", "default": None, "dest": "stages", "metavar": "NAME",
+                     "help": "run only this stage (repeatable), as 'rae run --stage'"}),
+        ("--nodes", {"type": _positive_int, "default": 1, "metavar": "N", "help": "nodes (default 1)"}),
+        ("--gpus-per-node", {"type": int, "required": True, "metavar": "G",
+                             "help": "GPUs per node, one task each; 0 for a CPU job (then --tasks-per-node)"}),
+        ("--tasks-per-node", {"type": _positive_int, "default": None, "metavar": "N",
+                              "help": "processes per node (default: --gpus-per-node)"}),
+        ("--time", {"default": None, "metavar": "LIMIT", "help": "time limit: minutes, HH:MM:SS or D-HH:MM:SS "
+                                                                 "(required on SLURM; --local: 24 h)"}),
+        ("--partition", {"default": None, "help": "sbatch --partition"}),
+        ("--account", {"default": None, "help": "sbatch --account"}),
+        ("--qos", {"default": None, "help": "sbatch --qos"}),
+        ("--cpus-per-task", {"type": _positive_int, "default": None, "metavar": "N", "help": "sbatch --cpus-per-task"}),
+        ("--mem", {"default": None, "metavar": "SIZE", "help": "memory per node, as sbatch: 64G, 0 = all"}),
+        ("--job-name", {"default": None, "help": "default: the assembly's name"}),
+        ("--signal-delay-s", {"type": int, "default": 120, "metavar": "S",
+                              "help": "the notice (SIGUSR2) comes this long before the time limit: a step and a "
+                                      "checkpoint write must fit (default 120)"}),
+        ("--max-timeouts", {"type": int, "default": 3, "metavar": "N",
+                            "help": "requeues at the time limit before the job gives up (preemptions do not "
+                                    "count; default 3)"}),
+        ("--folder", {"default": None, "metavar": "LOGDIR",
+                      "help": "submitit's folder: scripts, pickles, one log per task (default: OUT/submitit)"}),
+        ("--dry-run", {"action": "store_true", "help": "print the sbatch script and submit nothing"}),
+        ("--local", {"action": "store_true", "help": "run the tasks on this machine (submitit's local executor) "
+                                                     "and wait"}),
+    ])
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """``rae submit``: see :mod:`rae_framework.submit`."""
+    from rae_framework.submit import submit_command
+
+    return submit_command(args, _session())
 
 
 def _add_validate(commands: Any) -> None:

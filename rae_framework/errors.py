@@ -32,8 +32,13 @@ class TrainingDivergedError(RAEError):
 
 
 class PreemptedError(RAEError):
-    """SIGTERM or SIGUSR1 (a scheduler's notice) arrived: the run saved its progress and stopped; rerun the
-    same command to resume (the CLI exits with ``EXIT_PREEMPTED``)."""
+    """SIGTERM, SIGUSR1 or SIGUSR2 (a scheduler's notice) arrived: the run saved its progress and stopped; rerun
+    the same command to resume (the CLI exits with ``EXIT_PREEMPTED``). ``signal`` is the number this process
+    received, None when only another rank received a notice."""
+
+    def __init__(self, message: str, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
 
 
 class RunDirectoryLockedError(RAEError):

@@ -12,8 +12,8 @@ every stage:
   checkpoint), the task's update, logging every ``log_every`` steps (the loss, the task's scalars, the learning
   rate), the task's periodic work, the checkpoint (rank 0 writes, every rank waits), the progress line and
   the ``on_step`` hook;
-- preemption: on SIGTERM or SIGUSR1 every rank finishes its step, the ranks agree, rank 0 checkpoints that
-  step (whatever ``checkpoint_every`` says) and the run stops with :class:`~rae_framework.errors.PreemptedError`.
+- preemption: on SIGTERM, SIGUSR1 or SIGUSR2 every rank finishes its step, the ranks agree, rank 0 checkpoints
+  that step (whatever ``checkpoint_every`` says) and the run stops with :class:`~rae_framework.errors.PreemptedError`.
 
 A checkpoint holds ``<name>.safetensors`` per module of :meth:`TrainingTask.checkpoint_modules` and, in
 ``state.pt``, the state dict of each object of :meth:`TrainingTask.checkpoint_objects`, the RNG states and the
@@ -68,8 +68,8 @@ class TrainingJob:
 def train(task: TrainingTask, settings: TrainingStageConfig, job: TrainingJob) -> None:
     """Run ``task`` from its newest checkpoint (when ``job.resume``) to ``settings.steps`` optimiser steps.
 
-    On SIGTERM or SIGUSR1 (a scheduler's notice before it kills the job) every rank finishes the current step,
-    the ranks agree on it, rank 0 checkpoints it, and :class:`PreemptedError` is raised (the CLI's exit 75)."""
+    On SIGTERM, SIGUSR1 or SIGUSR2 (a scheduler's notice before it kills the job) every rank finishes the current
+    step, the ranks agree on it, rank 0 checkpoints it, and :class:`PreemptedError` is raised (the CLI's exit 75)."""
     manager = CheckpointManager(job.checkpoint_dir, settings.keep_last, keep_steps=settings.save_at)
     if job.resume:
         resume(task, manager, job)
@@ -93,10 +93,11 @@ def train(task: TrainingTask, settings: TrainingStageConfig, job: TrainingJob) -
 
 
 class PreemptionNotice:
-    """While entered (in the main thread), SIGTERM and SIGUSR1 only note their arrival; the previous handlers
-    come back on exit."""
+    """While entered (in the main thread), SIGTERM, SIGUSR1 and SIGUSR2 only note their arrival; the previous
+    handlers come back on exit. SIGUSR2 is submitit's notice (``rae submit``: ``#SBATCH --signal=USR2@<delay>``), so
+    that a job it launched checkpoints the finished step before submitit requeues it."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -131,7 +132,7 @@ def stop_preempted(task: TrainingTask, settings: TrainingStageConfig, job: Train
     message = (f"{job.name}: preempted ({name}) after step {step}/{settings.steps}; saved checkpoint "
                f"{manager.path(step)}. Rerun the same command to resume from it")
     job.logger.info(message)
-    raise PreemptedError(message)
+    raise PreemptedError(message, notice.received)
 
 
 def train_step(task: TrainingTask, batch: Any, settings: TrainingStageConfig, job: TrainingJob,
