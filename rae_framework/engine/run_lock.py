@@ -84,6 +84,16 @@ def machine_identity() -> str:
         return socket.gethostname()
 
 
+def slurm_incarnation(environ=os.environ) -> tuple[str | None, int]:
+    """``(SLURM_JOB_ID, SLURM_RESTART_COUNT)`` of this process; ``(None, 0)`` outside SLURM."""
+    job = environ.get("SLURM_JOB_ID") or None
+    try:
+        restart = int(environ.get("SLURM_RESTART_COUNT", "0"))
+    except ValueError:
+        restart = 0
+    return job, restart
+
+
 def process_start_ticks(pid: int) -> int | None:
     """Start time of process ``pid`` in clock ticks after boot (``/proc/<pid>/stat`` field 22), or None
     where ``/proc`` does not tell; it tells a reused pid from the process that held a lock."""
@@ -105,13 +115,22 @@ class Holder:
     token: str  # random: tells this holding of the lock from any other
     machine: str  # see machine_identity
     process_start: int | None  # see process_start_ticks
+    slurm_job: str | None = None  # SLURM_JOB_ID: a requeued job keeps its id ...
+    slurm_restart: int = 0  # ... and SLURM_RESTART_COUNT grows by one per requeue
 
     @classmethod
-    def this_process(cls) -> Holder:
+    def this_process(cls, environ=os.environ) -> Holder:
         """The holder record of the calling process."""
         pid = os.getpid()
+        job, restart = slurm_incarnation(environ)
         return cls(socket.gethostname(), pid, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   list(sys.argv), uuid.uuid4().hex, machine_identity(), process_start_ticks(pid))
+                   list(sys.argv), uuid.uuid4().hex, machine_identity(), process_start_ticks(pid), job, restart)
+
+    def is_earlier_run_of(self, job: str | None, restart: int) -> bool:
+        """Whether this holder was an earlier run of the SLURM job ``job`` (now at restart ``restart``):
+        SLURM starts a requeued job only after the earlier run has ended, so its lock is certainly stale,
+        even when it died too hard to remove it and its heartbeat is still young."""
+        return job is not None and self.slurm_job == job and self.slurm_restart < restart
 
     @classmethod
     def from_text(cls, text: str) -> Holder | None:
@@ -153,11 +172,15 @@ class SeenLock:
     age_s: float
     identity: str  # the holder's token, or the file's inode and mtime while unreadable
 
-    def stale_reason(self, times: LockTimes) -> str | None:
+    def stale_reason(self, times: LockTimes, environ=os.environ) -> str | None:
         """Why the lock may be taken over, or None while its holder may still run."""
         gone = None if self.holder is None else self.holder.gone()
         if gone:
             return f"its process {self.holder.pid} no longer runs on {self.holder.host}"
+        job, restart = slurm_incarnation(environ)
+        if self.holder is not None and self.holder.is_earlier_run_of(job, restart):
+            return (f"it was held by the run of SLURM job {job} before its requeue "
+                    f"(restart {self.holder.slurm_restart}; this is restart {restart})")
         if gone is None and self.age_s > times.stale_s:
             return f"its heartbeat stopped {self.age_s:.0f} s ago ({STALE_ENV}={times.stale_s:g})"
         return None

@@ -129,6 +129,29 @@ def test_a_holder_elsewhere_keeps_its_lock_while_its_heartbeat_is_fresh_and_lose
     assert "its heartbeat stopped 30 s ago (RAE_LOCK_STALE_S=1)" in capsys.readouterr().err
 
 
+def test_a_requeued_slurm_job_takes_over_the_lock_its_earlier_run_left(tmp_path, monkeypatch, capsys):
+    earlier = replace(elsewhere(), slurm_job="8812", slurm_restart=0)  # killed on node-b, heartbeat still young
+    write_lock(tmp_path, earlier, age_s=0.2)
+    monkeypatch.setenv("SLURM_JOB_ID", "8812")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")  # the same run (e.g. a second srun step): refused
+    with pytest.raises(RunDirectoryLockedError):
+        RunLock.acquire(tmp_path, FAST)
+    monkeypatch.setenv("SLURM_JOB_ID", "9000")  # another job: refused
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    with pytest.raises(RunDirectoryLockedError):
+        RunLock.acquire(tmp_path, FAST)
+    monkeypatch.setenv("SLURM_JOB_ID", "8812")  # the requeued job: takes over at once
+    with RunLock.acquire(tmp_path, FAST) as lock:
+        assert (lock.holder.slurm_job, lock.holder.slurm_restart) == ("8812", 1)
+    assert "held by the run of SLURM job 8812 before its requeue (restart 0; this is restart 1)" in capsys.readouterr().err
+
+
+def test_a_lock_record_without_the_slurm_fields_still_reads():
+    record = json.loads(Holder.this_process().to_text())
+    del record["slurm_job"], record["slurm_restart"]
+    assert Holder.from_text(json.dumps(record)).slurm_job is None
+
+
 def test_an_unreadable_lock_is_refused_while_young_and_taken_over_when_old(tmp_path):
     path = tmp_path / LOCK_NAME
     path.write_text("")  # its creator died (or is) between creating and writing it
