@@ -4,63 +4,28 @@ the row it resumes at). Each time ``samples.npz`` is byte for byte the uninterru
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from interrupting import finished_run, interrupted
 from tiny_run import tiny_assembly
 
 BATCHES, ROWS = 10, 80  # digits: 10 classes x 8 per class, batches of 8
 ASSEMBLY = tiny_assembly("resume-sample", "  sample: {per_class: 8, batch_size: 8, grid_columns: 4}\n").replace(
     "sampler: {name: euler, preset: euler-tiny}", "sampler: {name: euler, params: {num_steps: 40}}")  # ~0.3 s a batch
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-
-
-def command(assembly: Path, out: Path, processes: int = 1) -> list[str]:
-    launcher = [sys.executable]
-    if processes > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node",
-                     str(processes)]
-    return [*launcher, "-m", "rae_framework", "run", str(assembly), "--out", str(out)]
 
 
 def finished_batches(out: Path) -> int:
     return len(list(out.glob("checkpoints/sample/*/chunk_*.npy")))
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, children first (torchrun starts its workers in sessions of their own, so
-    killing its process group would leave them running)."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        children += [int(child) for child in (task / "children").read_text().split()]
-    return [tree_pid for child in children for tree_pid in process_tree(child)] + [pid]
-
-
-def interrupted(assembly: Path, out: Path, number: int, at: int, processes: int = 1) -> tuple[int, str]:
-    """Start a run, send ``number`` to each of its processes once ``at`` batches are on disk; returns the exit
-    code and stderr."""
-    process = subprocess.Popen(command(assembly, out, processes), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, env=ENV)
-    while finished_batches(out) < at and process.poll() is None:
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    for pid in process_tree(process.pid) if number == signal.SIGKILL else [process.pid]:
-        os.kill(pid, number)
-    return process.wait(timeout=300), process.communicate(timeout=60)[1]
-
-
-def rerun(assembly: Path, out: Path) -> str:
-    finished = subprocess.run(command(assembly, out), capture_output=True, text=True, env=ENV, timeout=300)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    return finished.stderr
+def interrupted_at(assembly: Path, out: Path, number: int, batches: int, processes: int = 1) -> tuple[int, str]:
+    """The run interrupted by ``number`` once ``batches`` sample batches are on disk."""
+    return interrupted(assembly, out, number, lambda: finished_batches(out) >= batches, processes)
 
 
 def assert_same_samples(clean: Path, out: Path) -> None:
@@ -84,16 +49,16 @@ def clean_run(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("resumable-sampling")
     assembly = folder / "tiny.yaml"
     assembly.write_text(ASSEMBLY)
-    rerun(assembly, folder / "clean")
+    finished_run(assembly, folder / "clean")
     return assembly, folder / "clean"
 
 
 @pytest.mark.slow
 def test_sigkill_at_80_percent_resumes_to_the_clean_samples(tmp_path, clean_run):
     assembly, clean = clean_run
-    code, _ = interrupted(assembly, tmp_path / "run", signal.SIGKILL, at=8)
+    code, _ = interrupted_at(assembly, tmp_path / "run", signal.SIGKILL, batches=8)
     assert code == -signal.SIGKILL and not (tmp_path / "run" / "samples" / "samples.npz").exists()
-    stderr = rerun(assembly, tmp_path / "run")
+    stderr = finished_run(assembly, tmp_path / "run")
     assert resumed_row(stderr, done=8) >= 64
     assert_same_samples(clean, tmp_path / "run")
 
@@ -101,9 +66,9 @@ def test_sigkill_at_80_percent_resumes_to_the_clean_samples(tmp_path, clean_run)
 @pytest.mark.slow
 def test_a_killed_two_process_run_finished_by_one_process_equals_the_clean_samples(tmp_path, clean_run):
     assembly, clean = clean_run
-    code, stderr = interrupted(assembly, tmp_path / "run", signal.SIGKILL, at=5, processes=2)
+    code, stderr = interrupted_at(assembly, tmp_path / "run", signal.SIGKILL, batches=5, processes=2)
     assert code == -signal.SIGKILL, stderr[-3000:]
-    stderr = rerun(assembly, tmp_path / "run")
+    stderr = finished_run(assembly, tmp_path / "run")
     resumed_row(stderr, done=5)
     assert_same_samples(clean, tmp_path / "run")
 
@@ -111,10 +76,10 @@ def test_a_killed_two_process_run_finished_by_one_process_equals_the_clean_sampl
 @pytest.mark.slow
 def test_sigterm_stops_after_the_batch_exits_75_and_names_the_row(tmp_path, clean_run):
     assembly, clean = clean_run
-    code, stderr = interrupted(assembly, tmp_path / "run", signal.SIGTERM, at=3)
+    code, stderr = interrupted_at(assembly, tmp_path / "run", signal.SIGTERM, batches=3)
     assert code == 75, stderr[-3000:]
     match = re.search(rf"sample: preempted \(SIGTERM\) at row (\d+) of {ROWS}; (\d+) of {BATCHES} batches saved",
                       stderr)
     assert match and "Traceback" not in stderr, stderr[-3000:]
-    assert resumed_row(rerun(assembly, tmp_path / "run"), done=int(match.group(2))) == int(match.group(1))
+    assert resumed_row(finished_run(assembly, tmp_path / "run"), done=int(match.group(2))) == int(match.group(1))
     assert_same_samples(clean, tmp_path / "run")
