@@ -76,3 +76,6 @@ def test_a_preempted_sampling_resumes_at_its_row_and_equals_a_clean_one(tmp_path
     with np.load(path) as data:
         assert np.array_equal(data["arr_0"], clean)
     assert sorted(path.name for path in chunks.iterdir()) == ["assembled.json"]
+    written = path.stat().st_mtime_ns  # killed after the assembly, before the stage record: the npz is kept
+    assert run_sampling(denoiser, LinearSchedule(), EulerDouble(), decode, stage, tmp_path / "run", seed=1,
+                        chunks=chunks) == path and path.stat().st_mtime_ns == written
