@@ -33,7 +33,7 @@ import torch
 from rae_framework.data.datasets import build_dataset
 from rae_framework.data.image_rows import DatasetImages, ImageRows, NpzImages, image_batches, rank_span, reference_images
 from rae_framework.engine import (DistContext, PreemptionNotice, RunState, atomic_write_text, build_metric, build_rae,
-                                  progress_folder, reconstruct, reduce_metric)
+                                  progress_folder, reconstruct, reduce_metric, stop_if_noticed)
 from rae_framework.errors import ConfigError, PreemptedError, RAEError
 from rae_framework.interfaces import Stage
 from rae_stages.configs import EvaluateStage
@@ -144,6 +144,7 @@ class Evaluate(Stage):
         and reported at the end, the others are kept. SIGTERM/SIGUSR1 save the metric states and stop (exit 75)."""
         with PreemptionNotice() as notice:
             self._evaluate(run, notice)
+            stop_if_noticed(notice, run.context, run.logger, "evaluate", "every metric was computed")
 
     def _evaluate(self, run: RunState, notice: PreemptionNotice) -> None:
         stage = self.config

@@ -23,7 +23,7 @@ from rae_framework.data.sample_chunks import ChunkLayout, SampleChunks
 from rae_framework.data.sample_shards import grid_rows
 from rae_framework.engine import (DistContext, PreemptionNotice, RunLogger, RunState, broadcast_object, build_rae,
                                   generate_batch, load_guide, progress, progress_folder, rank_chunks, round_count,
-                                  save_grid, signal_name, step_generator)
+                                  save_grid, signal_name, step_generator, stop_if_noticed)
 from rae_framework.errors import PreemptedError
 from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage
 from rae_stages.configs import SampleStage
@@ -135,6 +135,7 @@ class Sample(Stage):
         current batch (exit 75)."""
         with PreemptionNotice() as notice:
             self._sample(run, notice)
+            stop_if_noticed(notice, run.context, run.logger, "sample", "the samples were assembled")
 
     def _sample(self, run: RunState, notice: PreemptionNotice) -> None:
         denoiser = trained_denoiser(run, self.config.use_ema)

@@ -33,7 +33,7 @@ from rae_framework.engine.checkpoints import (CheckpointManager, module_tensors,
                                               set_rng_state)
 from rae_framework.config import OptimizerConfig
 from rae_framework.engine.chunk_work import (broadcast_object, gather_objects, progress_folder, rank_chunks,
-                                             round_count, signal_name)
+                                             round_count, signal_name, stop_if_noticed)
 from rae_framework.engine.distributed import DistContext, init_distributed, no_sync, unwrap, wrap_model
 from rae_framework.engine.draws import (BLOCK_ROWS, RowKeys, StepDraws, augment_rows, block_generator,
                                         denoiser_draws, draw_rows, draw_step, step_generator)
@@ -55,7 +55,7 @@ from rae_framework.files import atomic_write, atomic_write_text
 __all__ = [
     "all_reduce_statistics", "atomic_write", "atomic_write_text", "augment_rows", "block_generator", "BLOCK_ROWS",
     "broadcast_object", "gather_objects", "PreemptionNotice", "progress_folder", "rank_chunks", "round_count",
-    "signal_name",
+    "signal_name", "stop_if_noticed",
     "build_metric", "build_optimizer", "build_rae", "build_scheduler", "CheckpointManager", "clip_gradients",
     "denoiser_draws", "DistContext", "draw_rows", "draw_step", "EMA", "encode_fn", "file_sha256", "generate_batch",
     "holdout_images", "init_distributed", "json_sha256", "LatentStatistics", "load_checkpoint", "load_guide",

@@ -21,6 +21,7 @@ from typing import Any
 import torch.distributed as dist
 
 from rae_framework.engine.distributed import DistContext
+from rae_framework.errors import PreemptedError
 
 KEY_CHARS = 16  # hex digits of the input hash that name a progress folder
 KEY_NAME = re.compile(rf"[0-9a-f]{{{KEY_CHARS}}}")
@@ -75,3 +76,14 @@ def gather_objects(value: Any, context: DistContext) -> list[Any]:
 def signal_name(received: int | None) -> str:
     """``SIGTERM`` / ``SIGUSR1`` for a noted signal; what the other ranks say when this one got none."""
     return signal.Signals(received).name if received is not None else "another rank's notice"
+
+
+def stop_if_noticed(notice, context: DistContext, logger, stage: str, done: str) -> None:
+    """After a stage's work: when a notice arrived after its last per-batch check (during an assembly or a
+    final computation), stop now (every rank together) rather than let the next stage run into the kill; the
+    rerun finds this stage's work saved. ``done`` says what was finished."""
+    if notice.agreed(context):
+        message = (f"{stage}: preempted ({signal_name(notice.received)}) after {done}. Rerun the same command "
+                   f"to go on")
+        logger.info(message)
+        raise PreemptedError(message)

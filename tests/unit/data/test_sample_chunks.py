@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
 from rae_framework.data.sample_chunks import ChunkLayout, SampleChunks
-from rae_framework.engine.chunk_work import rank_chunks, round_count
-from rae_framework.errors import RAEError
+from rae_framework.engine import DistContext, PreemptionNotice, RunLogger
+from rae_framework.engine.chunk_work import rank_chunks, round_count, stop_if_noticed
+from rae_framework.errors import PreemptedError, RAEError
 
 
 def batch_images(layout: ChunkLayout, chunk: int) -> np.ndarray:
@@ -71,3 +74,12 @@ def test_ranks_split_the_remaining_chunks_in_contiguous_runs(world_size):
     runs = [rank_chunks(remaining, rank, world_size) for rank in range(world_size)]
     assert sum(runs, []) == remaining  # each chunk once, in order
     assert max(len(run) for run in runs) == round_count(len(remaining), world_size)
+
+
+def test_a_notice_after_the_last_batch_stops_before_the_next_stage(tmp_path):
+    notice, logger = PreemptionNotice(), RunLogger(tmp_path, console=False, tensorboard=False)
+    stop_if_noticed(notice, DistContext(), logger, "sample", "the samples were assembled")  # none: goes on
+    notice.received = signal.SIGUSR1
+    with pytest.raises(PreemptedError, match=r"sample: preempted \(SIGUSR1\) after the samples were assembled"):
+        stop_if_noticed(notice, DistContext(), logger, "sample", "the samples were assembled")
+    logger.close()
