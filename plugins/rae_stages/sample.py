@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from rae_framework.data.sample_chunks import ChunkLayout, SampleChunks
+from rae_framework.data.sample_chunks import MARKER, ChunkLayout, SampleChunks
 from rae_framework.data.sample_shards import grid_rows
 from rae_framework.engine import (DistContext, PreemptionNotice, RunLogger, RunState, broadcast_object, build_rae,
                                   generate_batch, load_guide, progress, progress_folder, rank_chunks, round_count,
@@ -68,7 +68,9 @@ def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, 
     out, layout = folder / "samples.npz", store.layout
     done, assembled = broadcast_object(saved_progress(store, out, chunks is None) if context.is_main else None,
                                        context)
-    if done and logger is not None:
+    if logger is not None and assembled:
+        logger.info(f"sample: {out} was assembled before the interruption ({store.folder / MARKER})")
+    elif logger is not None and done:
         logger.info(f"sample: resuming at row {layout.resume_row(done)} of {layout.total} ({len(done)} of "
                     f"{layout.num_chunks} batches done in {store.folder})")
     remaining = sorted(set(range(layout.num_chunks)) - set(done))
