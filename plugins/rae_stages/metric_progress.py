@@ -158,7 +158,8 @@ def evaluate_saved(name: str, metric, units: int, feed: Feed, context: DistConte
     writer.close()
     parts = check_cover(parts + [part for written in gather_objects(writer.written, context) for part in written],
                         units, progress.folder)
-    metric.load_state_tensors(merged_state(metric, progress.folder, parts))
+    if parts:  # else nothing to read: the metric keeps its empty state, as an in-memory evaluation would
+        metric.load_state_tensors(merged_state(metric, progress.folder, parts))
     values = metric.compute()
     context.barrier()  # every rank has read the parts
     if context.is_main:

@@ -79,3 +79,11 @@ def test_saved_states_that_do_not_fit_together_are_an_error(tmp_path):
     with pytest.raises(RAEError, match="cover 2 of 5 units"):
         check_cover([(0, 2, "a")], 5, tmp_path)
     assert check_cover([(2, 5, "b"), (0, 2, "a")], 5, tmp_path) == [(0, 2, "a"), (2, 5, "b")]
+
+
+def test_a_metric_over_no_images_fails_as_the_in_memory_evaluation_does(tmp_path, session):
+    common = {"samples": None, "reference": Rows(images(0, 0)), "reconstruct": lambda x: x, "batch_size": 4,
+              "context": DistContext()}
+    for progress in (None, MetricProgress(tmp_path, 2)):  # no parts to merge: the metric's own empty state
+        with pytest.raises(ValueError, match="psnr: no images were added"):
+            evaluate_metric("psnr", session.build("metric", "psnr", preset="psnr-tiny"), **common, progress=progress)
