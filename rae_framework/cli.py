@@ -2,9 +2,9 @@
 
 Exit codes: 0 ok, 2 invalid input (an assembly, a name, a parameter: the message says ``file:line`` and
 the dotted path) or a run directory that another process holds, 1 failure while running, 75 preempted
-(SIGTERM/SIGUSR1/SIGUSR2: a training stage saved a checkpoint at its last finished step; rerun to resume).
-Tracebacks only with ``--debug``. ``list``, ``describe``, ``validate``, ``schema``, ``plugins`` and ``--help``
-never import torch; ``run``, ``submit`` and ``sample`` do.
+(SIGTERM/SIGUSR1/SIGUSR2: a training stage saved a checkpoint at its last finished step, ``sample``/``evaluate``
+their last finished batch; rerun to resume). Tracebacks only with ``--debug``. ``list``, ``describe``,
+``validate``, ``schema``, ``plugins`` and ``--help`` never import torch; ``run``, ``submit`` and ``sample`` do.
 """
 
 from __future__ import annotations

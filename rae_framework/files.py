@@ -62,6 +62,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def leftover_temp_files(path: str | Path) -> list[Path]:
+    """The temp files :func:`atomic_write` of ``path`` leaves behind when its process is killed (SIGKILL, power
+    loss) mid-write: safe to remove once no process writes ``path`` any more."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.stem}.tmp*{path.suffix}")) if path.parent.is_dir() else []
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Atomically replace ``path``'s content with ``text`` (UTF-8)."""
     return atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))

@@ -141,12 +141,16 @@ class EvaluateStage(StageConfig):
         order=500, summary="registered metrics of samples and reconstructions into metrics.json",
         optional_roles=("encoder", "decoder"), sections=("autoencoder", "data"),
         reads=("train_decoder", "latent_stats", "sample"), settings_of=("sample",),
+        ignores=("stage.save_every",),  # when progress is saved does not change what is computed
         outputs={"metrics": "metrics.json"})
 
     metrics: list[str] = Field(default_factory=list, description="Registered metric names to compute.")
     reference: str | None = Field(None, description="Reference batch (ADM .npz or image folder) for gFID etc.; "
                                                     "None = the held-out split of the training data.")
     batch_size: int = Field(64, gt=0, description="Images per metric update.")
+    save_every: int = Field(50, gt=0, description="Batches per rank between saves of a metric's state under "
+                                                   "checkpoints/evaluate/ (a killed evaluation redoes at most "
+                                                   "this many; SIGTERM/SIGUSR1 save at once).")
 
     def check(self, context: StageCheckContext) -> list[StageProblem]:
         """Every metric is registered (by component or preset name)."""

@@ -10,15 +10,21 @@ Two families, told apart by the metric's own declaration (``Metric.paired``):
   ``mu``/``sigma`` where it has them, as ADM's evaluator); a metric that asks for reference images
   (``Metric.wants_reference_images``) gets the held-out split when no reference is configured.
 
-Every rank reads its contiguous share of the images batch by batch (never a whole collection); mergeable
-metric states are reduced ("sum" all-reduced, "cat" gathered); under DDP a metric without one is an error.
-``metrics.json`` is rewritten after every metric, and a failing metric is reported without losing the others.
+Images are read batch by batch, never a whole collection. The stage cuts each metric's work into batches of
+``batch_size`` rows that any rank of any attempt may do (:mod:`rae_stages.metric_progress`): the ranks split
+the batches not yet done, save the metric's mergeable state every ``save_every`` batches (and on
+SIGTERM/SIGUSR1, then exit 75) under ``checkpoints/evaluate/<input hash>/<metric>/``, and merge the saved
+states in batch order, so a killed evaluation continues where it was. Without a progress folder,
+:func:`evaluate_metric` reduces in memory: each rank its contiguous share, states reduced over ranks ("sum"
+all-reduced, "cat" gathered); under DDP a metric without a mergeable state is an error. ``metrics.json`` is
+rewritten after every metric, and a failing metric is reported without losing the others.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,45 +32,77 @@ import torch
 
 from rae_framework.data.datasets import build_dataset
 from rae_framework.data.image_rows import DatasetImages, ImageRows, NpzImages, image_batches, rank_span, reference_images
-from rae_framework.engine import (DistContext, RunState, atomic_write_text, build_metric, build_rae, reconstruct,
-                                  reduce_metric)
-from rae_framework.errors import ConfigError, RAEError
+from rae_framework.engine import (DistContext, PreemptionNotice, RunState, atomic_write_text, build_metric, build_rae,
+                                  progress_folder, reconstruct, reduce_metric, stop_if_noticed)
+from rae_framework.errors import ConfigError, PreemptedError, RAEError
 from rae_framework.interfaces import Stage
 from rae_stages.configs import EvaluateStage
+from rae_stages.metric_progress import MetricProgress, evaluate_saved
 
 
-def _update_batches(metric, rows: ImageRows, span: range, role: str, batch_size: int, device: torch.device,
-                    labels: torch.Tensor | None = None) -> None:
-    for offset, images in zip(range(span.start, span.stop, batch_size), image_batches(rows, span, batch_size)):
-        extra = {} if labels is None else {"labels": labels[offset:offset + len(images)].to(device)}
-        metric.update(**{role: images.to(device)}, **extra)
+@dataclass(frozen=True)
+class Pass:
+    """One collection a metric reads and how its batches update the metric: ``feed(metric, images, first_row)``."""
+
+    rows: ImageRows
+    feed: Callable[[object, torch.Tensor, int], None]
+
+
+def metric_passes(name: str, metric, *, samples: ImageRows | None, reference: ImageRows,
+                  reconstruct: Callable[[torch.Tensor], torch.Tensor] | None, device: torch.device,
+                  labels: torch.Tensor | None = None) -> list[Pass]:
+    """What metric ``name`` reads, by its own declaration: the reconstructed reference images (paired), or
+    the samples (with their ``labels`` for ``needs_labels``) and then, if it wants them, reference images."""
+    if metric.paired:
+        if reconstruct is None:
+            raise ConfigError(f"metric '{name}' needs the autoencoder (encoder and decoder) to reconstruct")
+
+        def paired(target, originals: torch.Tensor, first: int) -> None:
+            originals = originals.to(device)
+            target.update(generated=reconstruct(originals), reference=originals)
+        return [Pass(reference, paired)]
+    if samples is None:
+        raise ConfigError(f"metric '{name}' needs samples: run the sample stage first")
+    wanted = None
+    if getattr(metric, "needs_labels", False):
+        if labels is None:
+            raise ConfigError(f"metric '{name}' needs the samples' labels (samples.npz arr_1)")
+        wanted = labels
+
+    def generated(target, images: torch.Tensor, first: int) -> None:
+        extra = {} if wanted is None else {"labels": wanted[first:first + len(images)].to(device)}
+        target.update(generated=images.to(device), **extra)
+    passes = [Pass(samples, generated)]
+    if metric.wants_reference_images:
+        passes.append(Pass(reference, lambda target, images, first: target.update(reference=images.to(device))))
+    return passes
 
 
 def evaluate_metric(name: str, metric, *, samples: ImageRows | None, reference: ImageRows,
                     reconstruct: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int,
-                    context: DistContext, labels: torch.Tensor | None = None) -> dict[str, float]:
-    """One metric over this rank's contiguous shares, read batch by batch, reduced over ranks, computed.
-    Metrics with ``needs_labels`` (class accuracy) also get the samples' ``labels`` ``(N,)``."""
+                    context: DistContext, labels: torch.Tensor | None = None,
+                    progress: MetricProgress | None = None) -> dict[str, float]:
+    """One metric over its collections, read batch by batch, reduced over ranks, computed. Metrics with
+    ``needs_labels`` (class accuracy) also get the samples' ``labels`` ``(N,)``.
+
+    Without ``progress``: each rank reads its contiguous share and the states are reduced in memory. With
+    it: the work is cut into batches that any rank of any attempt may do, saved as it goes and continued
+    after an interruption (:mod:`rae_stages.metric_progress`)."""
+    passes = metric_passes(name, metric, samples=samples, reference=reference, reconstruct=reconstruct,
+                           device=context.device, labels=labels)
+    if progress is not None:
+        units = [(chosen, start, min(start + batch_size, len(item.rows)))
+                 for chosen, item in enumerate(passes) for start in range(0, len(item.rows), batch_size)]
+
+        def feed(unit: int) -> None:
+            chosen, start, stop = units[unit]
+            passes[chosen].feed(metric, passes[chosen].rows.read(start, stop), start)
+        return evaluate_saved(name, metric, len(units), feed, context, progress)
     metric.reset()
-    shard = rank_span(len(reference), context.rank, context.world_size)
-    if metric.paired:
-        if reconstruct is None:
-            raise ConfigError(f"metric '{name}' needs the autoencoder (encoder and decoder) to reconstruct")
-        for originals in image_batches(reference, shard, batch_size):
-            originals = originals.to(context.device)
-            metric.update(generated=reconstruct(originals), reference=originals)
-    else:
-        if samples is None:
-            raise ConfigError(f"metric '{name}' needs samples: run the sample stage first")
-        wanted = None
-        if getattr(metric, "needs_labels", False):
-            if labels is None:
-                raise ConfigError(f"metric '{name}' needs the samples' labels (samples.npz arr_1)")
-            wanted = labels
-        mine = rank_span(len(samples), context.rank, context.world_size)
-        _update_batches(metric, samples, mine, "generated", batch_size, context.device, wanted)
-        if metric.wants_reference_images:
-            _update_batches(metric, reference, shard, "reference", batch_size, context.device)
+    for item in passes:
+        span = rank_span(len(item.rows), context.rank, context.world_size)
+        for first, images in zip(range(span.start, span.stop, batch_size), image_batches(item.rows, span, batch_size)):
+            item.feed(metric, images, first)
     return reduce_metric(metric, context).compute()
 
 
@@ -102,7 +140,13 @@ class Evaluate(Stage):
     Config = EvaluateStage
 
     def run(self, run: RunState) -> None:
-        """Compute each metric; a failing one is logged and reported at the end, the others are kept."""
+        """Compute each metric, continuing from ``checkpoints/evaluate/<input hash>/``; a failing one is logged
+        and reported at the end, the others are kept. SIGTERM/SIGUSR1 save the metric states and stop (exit 75)."""
+        with PreemptionNotice() as notice:
+            self._evaluate(run, notice)
+            stop_if_noticed(notice, run.context, run.logger, "evaluate", "every metric was computed")
+
+    def _evaluate(self, run: RunState, notice: PreemptionNotice) -> None:
         stage = self.config
         reference = (reference_images(stage.reference, run.assembly.data.image_size) if stage.reference
                      else DatasetImages(build_dataset(run.assembly.data, "holdout")))
@@ -110,14 +154,17 @@ class Evaluate(Stage):
         labels = load_sample_labels(run.out_dir / "samples" / "samples.npz")
         rae = build_rae(run) if run.has("encoder") and run.has("decoder") else None
         reconstruct_fn = (lambda images: reconstruct(rae, rae.decoder, images)) if rae is not None else None
-        path, failures = run.output_path("metrics"), []
+        path, failures, saved = run.output_path("metrics"), [], progress_folder(run, "evaluate")
         if run.context.is_main:
             write_metrics(path, {})  # exists even when every metric fails
         for name in stage.metrics:
             try:
                 values = evaluate_metric(name, metric_for(run, name, stage.reference), samples=samples,
                                          reference=reference, reconstruct=reconstruct_fn,
-                                         batch_size=stage.batch_size, context=run.context, labels=labels)
+                                         batch_size=stage.batch_size, context=run.context, labels=labels,
+                                         progress=MetricProgress(saved / name, stage.save_every, notice, run.logger))
+            except PreemptedError:
+                raise
             except RAEError as error:
                 run.logger.warning(f"evaluate: metric '{name}' failed: {error}")
                 failures.append(f"{name}: {error}")

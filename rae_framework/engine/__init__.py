@@ -15,6 +15,7 @@ Run directory::
     trackers.json                 each tracker's run (W&B id, MLflow run id): a resumed run continues it
     wandb/, mlruns/               the wandb tracker's local files; the mlflow tracker's default file: store
     checkpoints/<stage>/step_N/   training checkpoints (model/ema/... .safetensors + state.pt), keep-last-N
+    checkpoints/sample|evaluate/<input hash>/  finished sample batches / metric states of an interrupted stage
     checkpoints/*.safetensors     final weights: decoder(_ema), latent_stats, denoiser(_ema)
     latent_cache/<key>/           the encoded training set (memory-mapped .npy), when no shared cache folder is set
     reconstructions/step_N.png    stage 1: held-out originals (top) over EMA reconstructions (bottom)
@@ -34,6 +35,8 @@ from rae_framework.engine.artifacts import (build_rae, encode_fn, holdout_images
 from rae_framework.engine.checkpoints import (CheckpointManager, module_tensors, rng_state, save_weights,
                                               set_rng_state)
 from rae_framework.config import OptimizerConfig
+from rae_framework.engine.chunk_work import (broadcast_object, gather_objects, progress_folder, rank_chunks,
+                                             round_count, signal_name, stop_if_noticed)
 from rae_framework.engine.distributed import DistContext, init_distributed, no_sync, unwrap, wrap_model
 from rae_framework.engine.draws import (BLOCK_ROWS, RowKeys, StepDraws, augment_rows, block_generator,
                                         denoiser_draws, draw_rows, draw_step, step_generator)
@@ -46,14 +49,16 @@ from rae_framework.engine.metrics import build_metric, reduce_metric
 from rae_framework.engine.optim import build_optimizer, build_scheduler, clip_gradients
 from rae_framework.engine.run_state import RunState, StageRecord, file_sha256, json_sha256
 from rae_framework.engine.runner import RunResult, run_assembly
-from rae_framework.engine.training import (TrainingJob, TrainingTask, load_checkpoint, save_checkpoint, train,
-                                           train_step)
+from rae_framework.engine.training import (PreemptionNotice, TrainingJob, TrainingTask, load_checkpoint,
+                                           save_checkpoint, train, train_step)
 from rae_framework.engine.statistics import (LatentStatistics, all_reduce_statistics, load_statistics,
                                              save_statistics)
 from rae_framework.files import atomic_write, atomic_write_text
 
 __all__ = [
     "all_reduce_statistics", "atomic_write", "atomic_write_text", "augment_rows", "block_generator", "BLOCK_ROWS",
+    "broadcast_object", "gather_objects", "PreemptionNotice", "progress_folder", "rank_chunks", "round_count",
+    "signal_name", "stop_if_noticed",
     "build_metric", "build_optimizer", "build_rae", "build_scheduler", "CheckpointManager", "clip_gradients",
     "denoiser_draws", "DistContext", "draw_rows", "draw_step", "EMA", "encode_fn", "file_sha256", "generate_batch",
     "holdout_images", "init_distributed", "json_sha256", "LatentStatistics", "load_checkpoint", "load_guide",

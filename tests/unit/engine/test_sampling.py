@@ -1,11 +1,16 @@
-"""Sampling stage with test doubles: label modes, ADM npz layout, grid rows per class, seeded batches."""
+"""Sampling stage with test doubles: label modes, ADM npz layout, grid rows per class, seeded batches, resume."""
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+from rae_framework.engine import PreemptionNotice, RunLogger
+from rae_framework.errors import PreemptedError
 from rae_stages.configs import SampleStage
 from rae_stages.sample import run_sampling, sample_labels
 
@@ -50,3 +55,27 @@ def test_random_labels_are_seeded():
     labels = sample_labels(stage, 10, seed=3)
     assert labels.shape == (500,) and torch.equal(labels, sample_labels(stage, 10, seed=3))
     assert set(labels.tolist()) == set(range(10)) and not torch.equal(labels, sample_labels(stage, 10, seed=4))
+
+
+def test_a_preempted_sampling_resumes_at_its_row_and_equals_a_clean_one(tmp_path):
+    clean, _ = sample(tmp_path / "clean")
+    torch.manual_seed(0)
+    denoiser = TinyDenoiser(DenoiserDoubleConfig(num_classes=3)).eval()
+    stage, chunks = SampleStage(per_class=4, batch_size=5, grid_columns=2), tmp_path / "chunks"
+    logger = RunLogger(tmp_path / "log", console=False, tensorboard=False)
+    notice = PreemptionNotice()
+    notice.received = signal.SIGUSR1  # as the handler notes it; single-process, agreed() says so at once
+    with pytest.raises(PreemptedError, match=r"sample: preempted \(SIGUSR1\) at row 5 of 12; 1 of 3 batches"):
+        run_sampling(denoiser, LinearSchedule(), EulerDouble(), decode, stage, tmp_path / "run", seed=1,
+                     chunks=chunks, notice=notice, logger=logger)
+    assert sorted(path.name for path in chunks.iterdir()) == ["chunk_000000.npy"]
+    path = run_sampling(denoiser, LinearSchedule(), EulerDouble(), decode, stage, tmp_path / "run", seed=1,
+                        chunks=chunks, logger=logger)
+    logger.close()
+    assert "sample: resuming at row 5 of 12 (1 of 3 batches done" in (tmp_path / "log" / "log.txt").read_text()
+    with np.load(path) as data:
+        assert np.array_equal(data["arr_0"], clean)
+    assert sorted(path.name for path in chunks.iterdir()) == ["assembled.json"]
+    written = path.stat().st_mtime_ns  # killed after the assembly, before the stage record: the npz is kept
+    assert run_sampling(denoiser, LinearSchedule(), EulerDouble(), decode, stage, tmp_path / "run", seed=1,
+                        chunks=chunks) == path and path.stat().st_mtime_ns == written
