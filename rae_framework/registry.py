@@ -31,6 +31,7 @@ CORE_KINDS: dict[str, str] = {
     "stage": "rae_framework.interfaces:Stage",
     "gan_loss": "rae_framework.interfaces:AdversarialLoss",
     "augmentation": "rae_framework.interfaces:Augmentation",
+    "conditioner": "rae_framework.interfaces:Conditioner",
 }
 
 
