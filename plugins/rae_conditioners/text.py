@@ -86,7 +86,9 @@ class TextConditioner(Conditioner):
         if not all(isinstance(prompt, str) for prompt in prompts):
             raise ConfigError(f"the text conditioner takes prompts (strings), got {prompts[:3]!r}")
         device = next(self.model.parameters()).device
-        batch = self.tokenizer(prompts, padding="longest", truncation=True, max_length=self.max_length,
+        # SigLIP pools its last position, so its prompts are padded to max_length as it was trained.
+        padding = "max_length" if self.config.family == "siglip" else "longest"
+        batch = self.tokenizer(prompts, padding=padding, truncation=True, max_length=self.max_length,
                                return_tensors="pt").to(device)
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          output_hidden_states=True)

@@ -6,6 +6,7 @@ Run it on your plugin's components without writing a test file::
 """
 
 from rae_framework.testing.contracts import (
+    ConditionerContract,
     DecoderContract,
     DenoiserContract,
     DiscriminatorContract,
@@ -58,6 +59,10 @@ class TestPerceptualLosses(PerceptualContract):
 
 class TestStages(StageContract):
     """Every stage."""
+
+
+class TestConditioners(ConditionerContract):
+    """Every conditioner."""
 
 
 class TestOtherKinds(OtherKindsContract):
