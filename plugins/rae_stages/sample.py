@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from rae_framework.data.captions import DEFAULT_TEMPLATE, class_captions
 from rae_framework.data.sample_shards import ShardLayout, ShardWriter, grid_rows, merge_shards
 from rae_framework.engine import (DistContext, RunState, build_rae, generate_batch, load_guide, progress, save_grid,
                                   step_generator)
-from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage
+from rae_framework.interfaces import Conditioner, Denoiser, Guidance, NoiseSchedule, Sampler, Stage
 from rae_stages.configs import SampleStage
 
 STREAM_SAMPLING = 3
@@ -33,23 +34,37 @@ def sample_labels(stage: SampleStage, num_classes: int, seed: int) -> torch.Tens
 
 
 
+class PromptConditions:
+    """Text runs: label ``k`` of the sample list is prompt ``k``; a batch's labels -> its Conditioning and null."""
+
+    def __init__(self, conditioner: Conditioner, prompts: list[str]) -> None:
+        self.conditioner, self.prompts = conditioner, prompts
+
+    def __call__(self, labels: torch.Tensor):
+        """``labels (b,)`` -> ``(Conditioning of their prompts, null condition of b rows)``."""
+        return self.conditioner.encode([self.prompts[int(k)] for k in labels]), self.conditioner.null(len(labels))
+
+
 def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
                  stage: SampleStage, out_folder: str | Path, *, seed: int, guidance: Guidance | None = None,
-                 guide: Denoiser | None = None, context: DistContext | None = None) -> Path | None:
+                 guide: Denoiser | None = None, context: DistContext | None = None,
+                 prompts: PromptConditions | None = None) -> Path | None:
     """Generate every label's sample into ``out_folder/samples.npz`` and ``grid.png``; returns the npz path.
 
     Each rank writes its batches into its own uint8 shard as they come; rank 0 streams the shards into
     ``samples.npz`` (:mod:`rae_framework.data.sample_shards`): memory is one batch, whatever the count."""
     context, folder = context or DistContext(), Path(out_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    labels = sample_labels(stage, denoiser.num_classes, seed)
+    labels = sample_labels(stage, len(prompts.prompts) if prompts else denoiser.num_classes, seed)
     layout = ShardLayout(len(labels), stage.batch_size, context.world_size)
     writer, mine = None, layout.batches(context.rank)
     bar = progress(len(mine), "sample", enabled=context.is_main)
     for k in mine:
-        images = generate_batch(denoiser, schedule, sampler, decode, labels[layout.rows(k).start:layout.rows(k).stop],
-                                step_generator(seed, STREAM_SAMPLING, k), guidance=guidance, guide=guide,
-                                device=context.device)  # (b, H, W, 3) uint8
+        batch, null = labels[layout.rows(k).start:layout.rows(k).stop], None
+        if prompts is not None:
+            batch, null = prompts(batch)
+        images = generate_batch(denoiser, schedule, sampler, decode, batch, step_generator(seed, STREAM_SAMPLING, k),
+                                guidance=guidance, guide=guide, device=context.device, null=null)  # (b, H, W, 3)
         writer = writer or ShardWriter(folder, layout, context.rank, images.shape[1:])
         writer.write(k, images)
         bar.update(1)
@@ -94,4 +109,17 @@ class Sample(Stage):
 
         run_sampling(denoiser, run.component("schedule"), run.component("sampler"), decode, self.config,
                      run.out_dir / "samples", seed=run.assembly.seed, guidance=guidance, guide=guide,
-                     context=run.context)
+                     context=run.context, prompts=self._prompts(run))
+
+    def _prompts(self, run: RunState) -> PromptConditions | None:
+        """Text runs: the configured prompts, else each class's training caption; None for class runs."""
+        conditioner = run.optional("conditioner")
+        if getattr(conditioner, "input_kind", None) != "text":
+            return None
+        prompts = self.config.prompts
+        if prompts is None:
+            training = run.assembly.stages.train_denoiser  # None when the assembly has no such stage
+            template = getattr(training, "caption_template", DEFAULT_TEMPLATE)
+            captions = class_captions(run.assembly.data, template)
+            prompts = [captions.caption(label) for label in range(len(captions.names))]
+        return PromptConditions(conditioner.to(run.context.device).eval(), prompts)
