@@ -17,7 +17,7 @@ import torch
 
 from rae_conditioners.configs import TextConditionerConfig
 from rae_conditioners.tokenizers import load_tokenizer, max_length
-from rae_framework.compat import ensure_torchvision_importable
+from rae_framework import ensure_torchvision_importable
 from rae_framework.conditioning import Conditioning
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Conditioner

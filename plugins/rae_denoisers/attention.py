@@ -38,7 +38,7 @@ def key_padding_bias(mask: torch.Tensor, queries: int, heads: int, dtype: torch.
     batch, length = mask.shape
     padded = -(-length // 8) * 8
     bias = torch.zeros(batch, heads, queries, padded, dtype=dtype, device=mask.device)[..., :length]
-    return bias.masked_fill(~mask[:, None, None, :], float("-inf"))
+    return bias.masked_fill_(~mask[:, None, None, :], float("-inf"))  # in place: keeps the aligned storage
 
 
 def xformers_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

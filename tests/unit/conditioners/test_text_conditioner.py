@@ -84,3 +84,11 @@ def test_prompts_must_be_strings_and_the_source_unique() -> None:
         TextConditionerConfig(tokenizer="bytes")
     with pytest.raises(ValueError, match="tokenizer"):
         TextConditionerConfig(architecture=QWEN)
+
+
+def test_rae_list_conditioner_shows_both(capsys) -> None:
+    from rae_framework import cli
+
+    assert cli.main(["list", "conditioner"]) == 0
+    out = capsys.readouterr().out
+    assert "class-label" in out and "text" in out

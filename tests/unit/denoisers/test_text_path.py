@@ -107,3 +107,34 @@ def test_cfg_with_text_batches_cond_and_null() -> None:
 def test_cfg_with_text_needs_the_null_condition() -> None:
     with pytest.raises(ConfigError, match="null condition"):
         ClassifierFreeGuidance(CFGConfig(scale=3.0)).velocity(models()[0], condition())(X, T)
+
+
+def test_autoguidance_with_text_runs_the_guide_on_the_guided_rows() -> None:
+    from rae_flow.configs import AutoguidanceConfig
+    from rae_flow.guidance import Autoguidance
+
+    main, guide = wake(models()[0]), wake(models()[0])
+    cond = condition()
+    t = torch.tensor([0.3, 0.95])
+    with torch.no_grad():
+        out = Autoguidance(AutoguidanceConfig(scale=2.0, t_max=0.9)).velocity(main, cond, guide=guide)(X, t)
+        v_m, v_g = main(X, t, cond), guide(X[:1], t[:1], cond.rows(slice(0, 1)))
+    torch.testing.assert_close(out[0], (v_g + 2.0 * (v_m[:1] - v_g))[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out[1], v_m[1])
+
+
+def test_xformers_key_padding_bias_is_aligned_and_masks() -> None:
+    from rae_denoisers.attention import key_padding_bias
+
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    bias = key_padding_bias(mask, queries=4, heads=2, dtype=torch.float32)
+    assert bias.shape == (2, 2, 4, 3) and bias.stride(-2) % 8 == 0
+    assert torch.equal(torch.isinf(bias[:, 0, 0]), ~mask) and bias[0, 1, 3, 0] == 0
+
+
+def test_conditioning_cat_pads_and_where_swaps_rows() -> None:
+    long, short = condition(length=5, valid=4), condition(length=2, valid=1, seed=2)
+    both = long.cat(short)
+    assert both.tokens.shape == (4, 5, 12) and both.mask[2:, 2:].sum() == 0
+    swapped = long.where(torch.tensor([False, True]), short)
+    assert swapped.null.tolist() == [False, True] and torch.equal(swapped.pooled[1], short.pooled[1])
