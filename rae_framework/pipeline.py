@@ -203,7 +203,7 @@ class RAEPipeline:
             size = f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M params"
             lines.append(f"  {role:<10} {specs[role].name:<14} {size:<14} {self._source(role)}")
         lines.append(f"  {'statistics':<10} {'':<29} {self.weight_sources['statistics']}")
-        for role in ("schedule", "sampler", "guidance", "guide"):
+        for role in ("conditioner", "schedule", "sampler", "guidance", "guide"):
             if role in specs:
                 lines.append(f"  {role:<10} {specs[role].name:<14} {_params_summary(specs[role].params)}")
         lines.append(f"  latents    {'x'.join(map(str, self.latent_shape))}; {self._classes_summary()}")

@@ -54,6 +54,8 @@ class Stage2State:
 
 def check_label_dropout(denoiser: Denoiser, stage: TrainDenoiserStage) -> None:
     """Label drops need the denoiser's null-class row (``class_dropout_prob > 0`` in its config)."""
+    if getattr(denoiser.config, "text_conditioned", False):  # prompts drop to the conditioner's null condition
+        return
     own = getattr(denoiser.config, "class_dropout_prob", None)
     if stage.engine_dropout > 0 and own == 0:
         raise ConfigError("stages.train_denoiser.class_dropout > 0 but the denoiser has class_dropout_prob 0 "
