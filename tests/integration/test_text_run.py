@@ -29,7 +29,7 @@ components:
 data: {source: digits, image_size: 16}
 stages:
   train_decoder: {steps: 1, batch_size: 8}
-  latent_stats: {}
+  latent_stats: {batch_size: 600}
   train_denoiser: {steps: 2, batch_size: 8, latent_cache: false}
   sample: {per_class: 1, batch_size: 10}
 """
@@ -61,7 +61,7 @@ def test_text_run_samples_one_caption_per_class(run_dir):
 @pytest.mark.slow
 def test_rae_sample_with_prompts_and_the_pipeline(run_dir, tmp_path):
     grid = tmp_path / "grid.png"
-    assert cli.main(["sample", str(run_dir), "--prompt", "a seven", "--prompt", "a one", "--per-label", "2",
+    assert cli.main(["sample", str(run_dir), "--prompt", "a seven", "--prompt", "a one", "--per-label", "1",
                      "--out", str(grid), "--device", "cpu"]) == 0
     assert grid.is_file()
     assert cli.main(["sample", str(run_dir), "--labels", "7", "--out", str(grid)]) == 2  # a text run takes prompts
