@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework",  # build, load_assembly, hookimpl, Session, errors, ensure_torchvision_importable
     "rae_framework.interfaces",  # what components and stages implement
+    "rae_framework.conditioning",  # Conditioning: what a conditioner returns and a denoiser reads
     "rae_framework.config",  # ComponentConfig, AutoencoderConfig, OptimizerConfig, LatentShape, latent_shape_of
     "rae_framework.errors",
     "rae_framework.stage",  # StageSpec, StageConfig, StageProblem: what a stage plugin declares
@@ -40,6 +41,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.data.loading",  # planned batches from DataLoader workers
     "rae_framework.data.sample_shards",  # per-rank uint8 sample shards merged into samples.npz
     "rae_framework.data.sample_chunks",  # one uint8 file per global sample batch: resumable sampling
+    "rae_framework.data.captions",  # captions of training rows (the seam for captioned datasets)
     "rae_framework.files",  # atomic writes
     "rae_framework.interop",
     "rae_framework.nn",  # tensor helpers shared by component families: unpatchify, sin-cos position table

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from rae_framework import assembly_checks
 from rae_framework.assembly_trackers import TrackerSpec, resolve_trackers
+from rae_framework.condition_fields import CONDITIONER_KIND, ConditionFields
 from rae_framework.config import AutoencoderConfig, LatentShape, latent_shape_of
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import AssemblyError, ConfigError, ConfigIssue
@@ -289,21 +290,26 @@ def _component_envelopes(data: dict[str, Any]) -> dict[str, ComponentEnvelope]:
 
 def _resolve_components(envelopes: dict[str, ComponentEnvelope], session: Session, issues: _Issues,
                         latent: LatentFields) -> dict[str, ComponentSpec]:
-    """Stage 2: every component's Config, the encoder first, so that the fields derived from its latent shape
-    are filled into the others (:mod:`rae_framework.latent_fields`)."""
-    order = sorted(envelopes, key=lambda role: (envelopes[role].kind or role) != "encoder")
+    """Stage 2: every component's Config, the encoder first and the conditioner second, so that the fields
+    derived from the latent shape (:mod:`rae_framework.latent_fields`) and from the conditioning
+    (:mod:`rae_framework.condition_fields`) are filled into the others."""
+    first = {"encoder": 0, CONDITIONER_KIND: 1}
+    order = sorted(envelopes, key=lambda role: first.get(envelopes[role].kind or role, 2))
     specs: dict[str, ComponentSpec] = {}
+    condition = ConditionFields()
     for role in order:
-        spec = _resolve_component(role, envelopes[role], session, issues, latent)
+        spec = _resolve_component(role, envelopes[role], session, issues, latent, condition)
         if spec is not None:
             specs[role] = spec
             if role == "encoder" and spec.kind == "encoder":
                 latent.take_encoder(spec, issues)
+            if role == CONDITIONER_KIND and spec.kind == CONDITIONER_KIND:
+                condition.take_conditioner(spec, issues)
     return {role: specs[role] for role in envelopes if role in specs}
 
 
 def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session, issues: _Issues,
-                       latent: LatentFields) -> ComponentSpec | None:
+                       latent: LatentFields, condition: ConditionFields) -> ComponentSpec | None:
     here = ("components", role)
     entry = _lookup(role, envelope, session, issues)
     if entry is None:
@@ -315,6 +321,7 @@ def _resolve_component(role: str, envelope: ComponentEnvelope, session: Session,
         return None
     model = entry.load_config_model()
     derived = latent.fill(role, entry.kind, model, merged, envelope.params, issues)
+    derived = condition.fill(role, entry.kind, model, merged, envelope.params, issues) and derived
     try:
         config = model.model_validate(merged)
     except ValidationError as error:

@@ -67,6 +67,8 @@ def _config(components: dict[str, Any], role: str) -> Any:
 
 def has_null_label(denoiser_config: Any) -> bool | None:
     """Whether the denoiser has a null-class row (None: its Config does not say)."""
+    if getattr(denoiser_config, "text_conditioned", False):  # the null condition is the conditioner's
+        return True
     probability = getattr(denoiser_config, "class_dropout_prob", None)
     return None if probability is None else probability > 0
 
@@ -126,7 +128,10 @@ def dataset_classes(data: DataConfig) -> int | None:
 
 def check_num_classes(components: dict[str, Any], data: DataConfig, issues: Issues) -> None:
     """The denoiser predicts for exactly the dataset's classes (its null label is num_classes)."""
-    classes = getattr(_config(components, "denoiser"), "num_classes", None)
+    config = _config(components, "denoiser")
+    if getattr(config, "text_conditioned", False):  # prompts, not class labels (the label table is not built)
+        return
+    classes = getattr(config, "num_classes", None)
     expected = dataset_classes(data)
     if isinstance(classes, int) and expected is not None and classes != expected:
         where = "the digits" if data.source == "digits" else f"data.root {data.root}"

@@ -188,8 +188,10 @@ def _add_sample(commands: Any) -> None:
                                          "grid PNG (--out) and/or an ADM-layout .npz (--npz)", [
         ("run_dir", {"metavar": "RUN_DIR", "help": "run directory written by 'rae run', a folder written by "
                                                    "'rae export', or the Hub repo id of one"}),
-        ("--labels", {"required": True, "metavar": "L1,L2,...",
-                      "help": "comma-separated class indices or names (e.g. 207,360 or tench,goldfish)"}),
+        ("--labels", {"default": None, "metavar": "L1,L2,...",
+                      "help": "class runs: comma-separated class indices or names (e.g. 207,360 or tench,goldfish)"}),
+        ("--prompt", {"action": "append", "default": None, "dest": "prompts", "metavar": "TEXT",
+                      "help": "text runs: a prompt, one grid row (repeat for more: --prompt 'a seven' --prompt ...)"}),
         ("--per-label", {"type": _positive_int, "default": 4, "dest": "per_label", "metavar": "N",
                          "help": "images per label, one grid row per label (default 4)"}),
         ("--guidance", {"default": None, "metavar": "NAME", "help": "none, cfg or autoguidance (default: the run's)"}),
@@ -218,10 +220,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     """``rae sample``: the run's pipeline (:func:`rae_framework.load_run`) -> grid PNG and/or ADM .npz."""
     if args.out is None and args.npz is None:
         raise ConfigError("sample: name an output: --out FILE (grid PNG) and/or --npz FILE (ADM layout)")
-    labels = _label_tokens(args.labels)
+    if (args.labels is None) == (args.prompts is None):
+        raise ConfigError("sample: give --labels (a class run) or --prompt (a text run), one of the two")
     from rae_framework.pipeline import load_run, save_samples
 
     pipe = load_run(args.run_dir, device=args.device, local_files_only=args.offline)
+    if pipe.takes_prompts != (args.prompts is not None):
+        raise ConfigError(f"sample: {args.run_dir} is a {'text' if pipe.takes_prompts else 'class'}-conditioned run: "
+                          f"use {'--prompt' if pipe.takes_prompts else '--labels'}")
+    labels = args.prompts if args.prompts is not None else _label_tokens(args.labels)
     output = pipe(labels, num_images_per_label=args.per_label, num_steps=args.steps, guidance_scale=args.scale,
                   sampler=args.sampler, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
                   output_type="np")

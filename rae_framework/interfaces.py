@@ -8,6 +8,8 @@ Conventions shared by all kinds (the reference implementation's):
 * Time ``t`` is a float tensor ``(B,)`` in ``[0, 1]``: **t = 0 is data, t = 1 is pure Gaussian noise**.
   The path is ``x_t = (1 - t) * x + t * eps`` and a denoiser predicts the velocity ``eps - x = dx_t/dt``.
 * Class labels are int64 ``(B,)``; the null (unconditional) label is ``num_classes``.
+* Conditions (labels, prompts) become a :class:`~rae_framework.conditioning.Conditioning` through a
+  :class:`Conditioner`; a denoiser takes either that or, as a shorthand for the class path, a label tensor.
 
 Every component is constructed from one argument, its frozen pydantic ``Config`` (see
 :class:`rae_framework.config.ComponentConfig`), exposed as the class attribute ``Config``.
@@ -16,13 +18,14 @@ Every component is constructed from one argument, its frozen pydantic ``Config``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from rae_framework.conditioning import Conditioning
 from rae_framework.config import Component, ComponentConfig, LatentShape
 from rae_framework.stage import Stage
 from rae_framework.tracker import Tracker
@@ -46,6 +49,8 @@ __all__ = [
     "AdversarialLoss",
     "Augmentation",
     "Tracker",
+    "Conditioner",
+    "Conditioning",
 ]
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -121,6 +126,8 @@ class Denoiser(Component, nn.Module, ABC):
     in_channels: int  # latent channels C
     input_size: int  # latent side h (= w)
     num_classes: int  # the null label is ``num_classes``
+    text_dim: int | None = None  # width of the Conditioning.tokens it reads (None: labels, the class path)
+    pooled_dim: int | None = None  # width of the Conditioning.pooled it reads (None: none)
 
     def __init__(self, config: ComponentConfig) -> None:
         nn.Module.__init__(self)
@@ -132,8 +139,36 @@ class Denoiser(Component, nn.Module, ABC):
         return LatentShape(self.in_channels, self.input_size, self.input_size)
 
     @abstractmethod
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``x (B, C, h, w)``, ``t (B,)`` in [0, 1], ``y (B,)`` int64 -> velocity ``(B, C, h, w)``."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | Conditioning) -> torch.Tensor:
+        """``x (B, C, h, w)``, ``t (B,)`` in [0, 1], ``y``: labels ``(B,)`` int64 or a :class:`Conditioning`
+        -> velocity ``(B, C, h, w)``."""
+
+
+class Conditioner(Component, nn.Module, ABC):
+    """Turns a batch of conditions (class labels, prompts) into the :class:`Conditioning` a denoiser reads.
+
+    ``input_kind`` says what :meth:`encode` takes: ``"labels"`` (ints) or ``"text"`` (strings). The widths it
+    produces (``pooled_dim``, ``token_dim``; None when absent) are exposed torch-free by its Config too, so
+    that an assembly derives the denoiser's conditioning widths from them. A conditioner is frozen: it has
+    no trainable parameters (a learned null embedding lives in the denoiser).
+    """
+
+    input_kind: str  # "labels" | "text"
+    pooled_dim: int | None  # Dp of Conditioning.pooled, None when it has none
+    token_dim: int | None  # Dt of Conditioning.tokens, None when it has none
+
+    def __init__(self, config: ComponentConfig) -> None:
+        nn.Module.__init__(self)
+        Component.__init__(self, config)
+
+    @abstractmethod
+    def encode(self, conditions: Sequence[str] | Sequence[int] | torch.Tensor) -> Conditioning:
+        """A batch of B conditions -> their :class:`Conditioning`, on the conditioner's device."""
+
+    @abstractmethod
+    def null(self, batch_size: int) -> Conditioning:
+        """The null condition (classifier-free guidance's unconditional input) for ``batch_size`` samples,
+        every row flagged ``null``."""
 
 
 class NoiseSchedule(Component, ABC):
@@ -218,9 +253,11 @@ class Guidance(Component, ABC):
     needs_guide: bool = False  # True for autoguidance: the run engine must supply ``guide``
 
     @abstractmethod
-    def velocity(self, denoiser: Denoiser, labels: torch.Tensor, *,
-                 guide: Denoiser | None = None) -> VelocityFn:
-        """A :data:`VelocityFn` for class ``labels (B,)``; only the passes it needs are computed."""
+    def velocity(self, denoiser: Denoiser, labels: torch.Tensor | Conditioning, *,
+                 guide: Denoiser | None = None, null: Conditioning | None = None) -> VelocityFn:
+        """A :data:`VelocityFn` for class ``labels (B,)`` or a :class:`Conditioning` of B rows; only the passes
+        it needs are computed. ``null`` (B rows) is the unconditional input where the guidance needs one; for
+        labels it defaults to the null label ``denoiser.num_classes``."""
 
 
 Reduction = Literal["sum", "cat"]

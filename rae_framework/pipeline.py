@@ -47,7 +47,8 @@ class RAEPipelineOutput:
     """What :meth:`RAEPipeline.__call__` returns: the images (by ``output_type``) and their class labels."""
 
     images: Any  # list[PIL.Image] | np.ndarray (B, H, W, 3) uint8 | torch.Tensor (B, 3, H, W) or latents
-    labels: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)  # class labels; for a text run, the index of the prompt
+    prompts: list[str] = field(default_factory=list)  # a text run's prompt of each image
 
 
 def load_run(run_dir: str | Path, device: str | torch.device | None = None, *,
@@ -179,6 +180,13 @@ class RAEPipeline:
         self._state, self.rae, self.denoiser = state, rae, denoiser
         self.class_names, self.weight_sources = names, sources
         self.schedule = state.optional("schedule")
+        conditioner = state.optional("conditioner") if denoiser is not None else None
+        self.conditioner = None if conditioner is None else conditioner.to(state.context.device).eval()
+
+    @property
+    def takes_prompts(self) -> bool:
+        """Whether the run is text-conditioned: ``pipe("a prompt")`` instead of class labels."""
+        return getattr(self.conditioner, "input_kind", None) == "text"
 
     # --- what it is --------------------------------------------------------------------------------------
     @property
@@ -214,7 +222,7 @@ class RAEPipeline:
             size = f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M params"
             lines.append(f"  {role:<10} {specs[role].name:<14} {size:<14} {self._source(role)}")
         lines.append(f"  {'statistics':<10} {'':<29} {self.weight_sources['statistics']}")
-        for role in ("schedule", "sampler", "guidance", "guide"):
+        for role in ("conditioner", "schedule", "sampler", "guidance", "guide"):
             if role in specs:
                 lines.append(f"  {role:<10} {specs[role].name:<14} {_params_summary(specs[role].params)}")
         lines.append(f"  latents    {'x'.join(map(str, self.latent_shape))}; {self._classes_summary()}")
@@ -242,6 +250,8 @@ class RAEPipeline:
         self.rae.to(self.device)
         if self.denoiser is not None:
             self.denoiser.to(self.device)
+        if self.conditioner is not None:
+            self.conditioner.to(self.device)
         return self
 
     # --- labels ------------------------------------------------------------------------------------------
@@ -274,7 +284,8 @@ class RAEPipeline:
                  num_steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
                  guidance: str | None = None, seed: int | None = None, generator: torch.Generator | None = None,
                  batch_size: int = 64, output_type: str = "pil", progress_bar: bool = True) -> RAEPipelineOutput:
-        """Generate ``num_images_per_label`` images for each of ``labels`` (class-major order).
+        """Generate ``num_images_per_label`` images for each of ``labels`` (class-major order): class labels, or
+        for a text-conditioned run a prompt or a list of prompts (``pipe("a seven")``).
 
         ``num_steps``, ``sampler``, ``guidance`` (``none``, ``cfg``, ``autoguidance``) and ``guidance_scale``
         replace the run's settings for this call. Noise comes from ``generator`` (a CPU generator), else from
@@ -288,7 +299,9 @@ class RAEPipeline:
         if num_images_per_label < 1 or batch_size < 1:
             raise ConfigError(f"num_images_per_label ({num_images_per_label}) and batch_size ({batch_size}) "
                               "must be positive")
-        ids = torch.tensor(self.get_label_ids(labels), dtype=torch.int64).repeat_interleave(num_images_per_label)
+        prompts = self._prompts(labels)
+        ids = torch.tensor(self.get_label_ids(labels) if prompts is None else range(len(prompts)),
+                           dtype=torch.int64).repeat_interleave(num_images_per_label)
         flow_sampler = self._sampler(sampler, num_steps)
         flow_guidance, guide = self._guidance(guidance, guidance_scale)
         generator = generator or _generator(seed)
@@ -297,11 +310,29 @@ class RAEPipeline:
         batches = []
         bar = progress(-(-len(ids) // batch_size), "sample", enabled=progress_bar)
         for chunk in ids.split(batch_size):
-            batches.append(generate_batch(self.denoiser, self.schedule, flow_sampler, decode, chunk, generator,
-                                          guidance=flow_guidance, guide=guide, device=self.device))
+            condition, null = self._condition(chunk, prompts)
+            batches.append(generate_batch(self.denoiser, self.schedule, flow_sampler, decode, condition, generator,
+                                          guidance=flow_guidance, guide=guide, device=self.device, null=null))
             bar.update(1)
         bar.close()
-        return RAEPipelineOutput(_images(output_type, batches, kept), ids.tolist())
+        shown = [prompts[k] for k in ids.tolist()] if prompts is not None else []
+        return RAEPipelineOutput(_images(output_type, batches, kept), ids.tolist(), shown)
+
+    def _prompts(self, labels) -> list[str] | None:
+        """A text run's prompts (a string or a list of strings); None for a class run."""
+        if not self.takes_prompts:
+            return None
+        prompts = [labels] if isinstance(labels, str) else list(labels) if isinstance(labels, (list, tuple)) else []
+        if not prompts or not all(isinstance(prompt, str) for prompt in prompts):
+            raise ConfigError(f"{self.run_dir}: a text-conditioned run takes prompts (strings), got {labels!r}")
+        return prompts
+
+    def _condition(self, chunk: torch.Tensor, prompts: list[str] | None):
+        """``(condition, null)`` of a chunk of ids: labels (no null: the guidance takes the null label) or the
+        conditioner's encoding of their prompts and its null condition."""
+        if prompts is None:
+            return chunk, None
+        return self.conditioner.encode([prompts[k] for k in chunk.tolist()]), self.conditioner.null(len(chunk))
 
     def _decode_into(self, kept: list[tuple[torch.Tensor, torch.Tensor]]):
         """:meth:`decode` that also keeps the latents and float images (for ``output_type`` pt/latent)."""

@@ -32,6 +32,7 @@ CORE_KINDS: dict[str, str] = {
     "gan_loss": "rae_framework.interfaces:AdversarialLoss",
     "augmentation": "rae_framework.interfaces:Augmentation",
     "tracker": "rae_framework.interfaces:Tracker",
+    "conditioner": "rae_framework.interfaces:Conditioner",
 }
 
 

@@ -32,12 +32,24 @@ def xformers_unavailable_reason(tensor: torch.Tensor) -> str | None:
     return None
 
 
-def xformers_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``(B, heads, N, hd)`` q, k, v -> ``(B, heads, N, hd)`` through xformers (layout ``(B, N, heads, hd)``)."""
+def key_padding_bias(mask: torch.Tensor, queries: int, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """``mask (B, L)`` bool (True = attend) -> additive bias ``(B, heads, N, L)`` (0 or -inf) for xformers,
+    allocated with its last dim padded to a multiple of 8 (xformers' alignment rule for a bias) and sliced."""
+    batch, length = mask.shape
+    padded = -(-length // 8) * 8
+    bias = torch.zeros(batch, heads, queries, padded, dtype=dtype, device=mask.device)[..., :length]
+    return bias.masked_fill_(~mask[:, None, None, :], float("-inf"))  # in place: keeps the aligned storage
+
+
+def xformers_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, heads, N, hd)`` q and ``(B, heads, L, hd)`` k, v (``mask (B, L)`` bool: keys to attend) ->
+    ``(B, heads, N, hd)`` through xformers (layout ``(B, N, heads, hd)``)."""
     ops = importlib.import_module("xformers.ops")
+    bias = None if mask is None else key_padding_bias(mask, q.shape[2], q.shape[1], q.dtype)
     q, k, v = (tensor.transpose(1, 2) for tensor in (q, k, v))  # (B, N, heads, hd)
     try:
-        out = ops.memory_efficient_attention(q, k, v)
+        out = ops.memory_efficient_attention(q, k, v, attn_bias=bias)
     except NotImplementedError as error:
         raise RAEError(f"xformers has no kernel for these inputs ({q.dtype}, head dim {q.shape[-1]}, "
                        f"{q.device}): {error}") from error
@@ -68,15 +80,18 @@ class AttentionBackend:
                 LOGGER.info("attention 'auto' falls back to sdpa: %s", reason)
         return self._decisions[device]
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``(B, heads, N, hd)`` each -> ``softmax(q k^T / sqrt(hd)) v`` of the same shape."""
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """q ``(B, heads, N, hd)``, k and v ``(B, heads, L, hd)`` -> ``softmax(q k^T / sqrt(hd)) v`` ``(B, heads,
+        N, hd)``; ``mask (B, L)`` bool restricts every query to the keys marked True (key padding)."""
         if self.resolve(q) == "sdpa":
-            return F.scaled_dot_product_attention(q, k, v)
+            attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, L)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         reason = xformers_unavailable_reason(q)
         if reason:
             raise RAEError(f"attention backend 'xformers' cannot run: {reason}. "
                            f"Use attention: sdpa (or auto) on this device.")
-        return xformers_attention(q, k, v)
+        return xformers_attention(q, k, v, mask)
 
 
 class SelfAttention(nn.Module):
@@ -104,4 +119,34 @@ class SelfAttention(nn.Module):
         if rope is not None:
             q, k = rope(q).to(v.dtype), rope(k).to(v.dtype)  # the fp32 tables may promote under autocast
         out = self.backend(q, k, v)  # (B, heads, N, hd)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of the image tokens (queries) over condition tokens (keys and values) with a key
+    padding mask; a sample with no real token gets zero (nothing to attend to). Zero-initialised output
+    projection, so a block with it starts as the block without it (PixArt-alpha's text cross attention)."""
+
+    def __init__(self, dim: int, num_heads: int, backend: AttentionBackend, *, use_qknorm: bool,
+                 use_rmsnorm: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.backend = backend
+        head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.q_norm = make_qk_norm(head_dim, use_qknorm, use_rmsnorm)
+        self.k_norm = make_qk_norm(head_dim, use_qknorm, use_rmsnorm)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, N, D)``, ``context (B, L, D)``, ``mask (B, L)`` bool -> ``(B, N, D)``."""
+        batch, tokens, dim = x.shape
+        head_dim = dim // self.num_heads
+        q = self.q_norm(self.q(x).reshape(batch, tokens, self.num_heads, head_dim).transpose(1, 2))  # (B, h, N, hd)
+        kv = self.kv(context).reshape(batch, context.shape[1], 2, self.num_heads, head_dim)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, L, hd) each
+        has_keys = mask.any(dim=-1)  # (B,)
+        out = self.backend(q, self.k_norm(k).to(v.dtype), v, mask | ~has_keys[:, None])  # (B, h, N, hd)
+        out = out * has_keys[:, None, None, None].to(out.dtype)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))

@@ -44,14 +44,32 @@ class DiTCommonConfig(ComponentConfig):
     use_rmsnorm: bool = Field(True, description="RMSNorm (else LayerNorm without affine) in blocks and head.")
     wo_shift: bool = Field(False, description="adaLN without the shift terms (scale and gate only).")
     use_pos_embed: bool = Field(True, description="Add the fixed 2-D sin-cos absolute position embedding.")
+    text_dim: int | None = Field(None, ge=1, description="Width of the conditioner's tokens: set, the text path "
+                                                          "is on (cross attention over them, no label table); "
+                                                          "None = the class path. Derived from the conditioner "
+                                                          "by the assembly.")
+    pooled_dim: int | None = Field(None, ge=1, description="Width of the conditioner's pooled vector, added to the "
+                                                            "time embedding for adaLN (text path); derived from "
+                                                            "the conditioner by the assembly.")
+    learned_null: bool = Field(False, description="Text path: the null condition's rows (CFG, condition dropout) "
+                                                  "use a learned null token and pooled vector instead of the "
+                                                  "conditioner's encoding of the empty prompt.")
     attention: AttentionBackendName = Field("sdpa", description="Attention kernel: 'sdpa' (torch), 'xformers' "
                                                                 "(CUDA only, error otherwise) or 'auto' "
                                                                 "(xformers when usable, else sdpa).")
+
+    @property
+    def text_conditioned(self) -> bool:
+        """Whether the text path is on (a token or pooled width is set)."""
+        return self.text_dim is not None or self.pooled_dim is not None
 
     @model_validator(mode="after")
     def _check_patch(self) -> DiTCommonConfig:
         if self.input_size is not None and self.input_size % self.patch_size:
             raise ValueError(f"input_size {self.input_size} is not divisible by patch_size {self.patch_size}")
+        if self.learned_null and not self.text_conditioned:
+            raise ValueError("learned_null is for the text path (text_dim / pooled_dim set); the class path's "
+                             "null is the label num_classes")
         return self
 
 

@@ -11,6 +11,10 @@ Forward pass (reference ``DiTwDDTHead`` semantics, bytetriper/RAE):
 5. final layer with per-token shift/scale from ``s``, then unpatchify.
 
 Unlike the reference, ``patch_size > 1``, ``use_rope=False`` and ``wo_shift=True`` work.
+
+Text path (``text_dim`` / ``pooled_dim`` set): ``c = SiLU(te + pooled_proj(pooled))`` replaces the label term,
+and the body blocks gain cross attention over the projected prompt tokens (the head sees the prompt through
+``s``, as it sees the class). Off, modules and state dict are exactly the class path's.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from rae_framework.conditioning import Conditioning
 from rae_framework.interfaces import Denoiser
 from rae_framework.nn import unpatchify
 
@@ -29,13 +34,16 @@ from rae_denoisers.layers import (
     GaussianFourierEmbedder,
     LabelEmbedder,
     PatchEmbed,
+    TextEmbedder,
     frozen_pos_embed,
 )
 from rae_denoisers.lightning_dit import (
     DiTBlock,
     FinalLayer,
+    condition_inputs,
     init_embedders,
     latent_geometry,
+    zero_init_cross_attention,
     zero_init_modulation,
 )
 
@@ -56,15 +64,20 @@ class DiTDH(Denoiser):
         self.s_embedder = PatchEmbed(self.in_channels, body, p)
         self.s_projector = nn.Linear(body, head) if body != head else nn.Identity()
         self.t_embedder = GaussianFourierEmbedder(body)
-        self.y_embedder = LabelEmbedder(config.num_classes, body, config.class_dropout_prob)
+        self.text_dim, self.pooled_dim = config.text_dim, config.pooled_dim
+        if config.text_conditioned:
+            self.text_embedder = TextEmbedder(config.text_dim, config.pooled_dim, body, config.learned_null)
+        else:
+            self.y_embedder = LabelEmbedder(config.num_classes, body, config.class_dropout_prob)
         self.final_layer = FinalLayer(head, p * p * self.in_channels, config.use_rmsnorm)
         if config.use_pos_embed:
             self.pos_embed = frozen_pos_embed(body, grid)  # (1, N, body)
         self.enc_feat_rope, self.dec_feat_rope = self._ropes(grid) if config.use_rope else (None, None)
         widths = [body] * config.depth[0] + [head] * config.depth[1]
         heads = [config.num_heads[0]] * config.depth[0] + [config.num_heads[1]] * config.depth[1]
-        self.blocks = nn.ModuleList(DiTBlock(width, count, config, self.attention_backend)
-                                    for width, count in zip(widths, heads))
+        cross = [config.text_dim is not None] * config.depth[0] + [False] * config.depth[1]  # body blocks only
+        self.blocks = nn.ModuleList(DiTBlock(width, count, config, self.attention_backend, with_cross)
+                                    for width, count, with_cross in zip(widths, heads, cross))
         self.initialize_weights()
 
     def _ropes(self, grid: int) -> tuple[AxialRoPE2D, AxialRoPE2D]:
@@ -75,20 +88,22 @@ class DiTDH(Denoiser):
         """The reference init: default Linears, xavier patch convs, N(0, 0.02) embeddings, adaLN-Zero."""
         init_embedders(self, [self.x_embedder, self.s_embedder])
         zero_init_modulation(self.blocks, self.final_layer)
+        zero_init_cross_attention(self.blocks)
 
-    def encode_condition(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def encode_condition(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | Conditioning) -> torch.Tensor:
         """Body pass: ``x (B, C, h, w)`` -> per-token head condition ``s (B, N, head width)``."""
         te = self.t_embedder(t)  # (B, body)
-        c = F.silu(te + self.y_embedder(y))  # (B, body)
+        c, text = condition_inputs(self, te, y)  # (B, body), prompt tokens or None
+        c = F.silu(c)
         s = self.s_embedder(x)  # (B, N, body)
         if self.config.use_pos_embed:
             s = s + self.pos_embed
         for block in self.blocks[: self.config.depth[0]]:
-            s = block(s, c, self.enc_feat_rope)
+            s = block(s, c, self.enc_feat_rope, text)
         return self.s_projector(F.silu(te[:, None, :] + s))  # (B, N, head)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``x (B, C, h, w)``, ``t (B,)``, ``y (B,)`` -> velocity ``(B, C, h, w)``."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | Conditioning) -> torch.Tensor:
+        """``x (B, C, h, w)``, ``t (B,)``, ``y``: labels ``(B,)`` or a Conditioning -> velocity ``(B, C, h, w)``."""
         s = self.encode_condition(x, t, y)  # (B, N, head)
         tokens = self.x_embedder(x)  # (B, N, head)
         for block in self.blocks[self.config.depth[0]:]:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from rae_framework.conditioning import Conditioning
 from rae_framework.nn import sincos_pos_embed
 
 FOURIER_FEATURES = 256  # size of the Gaussian-Fourier frequency vector W
@@ -159,3 +160,54 @@ class LabelEmbedder(nn.Module):
             dropped = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob  # (B,)
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
         return self.embedding_table(labels)
+
+
+def projection(in_dim: int, width: int) -> nn.Sequential:
+    """``Linear -> GELU-tanh -> Linear`` from a conditioner's width to the model's (PixArt-alpha's caption
+    projection; Scale-RAE projects with one Linear, ``scale_rae_qwen2.py:454``)."""
+    return nn.Sequential(nn.Linear(in_dim, width), nn.GELU(approximate="tanh"), nn.Linear(width, width))
+
+
+class TextEmbedder(nn.Module):
+    """A text Conditioning -> ``(pooled (B, D) | None, tokens (B, L, D) | None, mask (B, L) | None)`` at the model
+    width ``D``.
+
+    With ``learned_null``, the rows flagged null are replaced before projecting by learned embeddings
+    (zero-initialised, as Scale-RAE's ``dropout_embedding``): one null token (the only real one of its row)
+    and a null pooled vector; otherwise the null rows are whatever the conditioner encoded (the empty prompt).
+    """
+
+    def __init__(self, text_dim: int | None, pooled_dim: int | None, width: int, learned_null: bool) -> None:
+        super().__init__()
+        self.learned_null = learned_null
+        self.token_proj = projection(text_dim, width) if text_dim else None
+        self.pooled_proj = projection(pooled_dim, width) if pooled_dim else None
+        if learned_null and text_dim:
+            self.null_token = nn.Parameter(torch.zeros(text_dim))
+        if learned_null and pooled_dim:
+            self.null_pooled = nn.Parameter(torch.zeros(pooled_dim))
+
+    def forward(self, condition: Conditioning) -> tuple[torch.Tensor | None, torch.Tensor | None,
+                                                        torch.Tensor | None]:
+        pooled, tokens, mask = self._inputs(condition)
+        pooled = self.pooled_proj(pooled) if self.pooled_proj is not None else None  # (B, D)
+        tokens = self.token_proj(tokens) if self.token_proj is not None else None  # (B, L, D)
+        return pooled, tokens, mask if tokens is not None else None
+
+    def _inputs(self, condition: Conditioning) -> tuple[torch.Tensor | None, ...]:
+        """The conditioner's pooled/tokens/mask, null rows swapped for the learned null when configured."""
+        if self.token_proj is not None and condition.tokens is None:
+            raise ValueError("this denoiser's text path needs Conditioning.tokens (a text conditioner's output)")
+        if self.pooled_proj is not None and condition.pooled is None:
+            raise ValueError("this denoiser's text path needs Conditioning.pooled (a text conditioner's output)")
+        pooled, tokens, mask = condition.pooled, condition.tokens, condition.mask
+        if not self.learned_null or condition.null is None:
+            return pooled, tokens, mask
+        rows = condition.null  # (B,) bool
+        if pooled is not None and self.pooled_proj is not None:
+            pooled = torch.where(rows[:, None], self.null_pooled.to(pooled.dtype), pooled)
+        if tokens is not None and self.token_proj is not None:
+            tokens = torch.where(rows[:, None, None], self.null_token.to(tokens.dtype), tokens)
+            only_first = torch.arange(mask.shape[1], device=mask.device) == 0  # (L,)
+            mask = torch.where(rows[:, None], only_first[None, :], mask)
+        return pooled, tokens, mask

@@ -88,8 +88,8 @@ class TrainDenoiserStage(TrainingStageConfig):
 
     spec: ClassVar[StageSpec] = StageSpec(
         order=300, summary="flow matching of the denoiser on the normalised latents",
-        roles=("encoder", "decoder", "denoiser", "schedule"), sections=("autoencoder", "data"),
-        reads=("latent_stats",), ignores=ENCODE_ONLY,
+        roles=("encoder", "decoder", "denoiser", "schedule"), optional_roles=("conditioner",),
+        sections=("autoencoder", "data"), reads=("latent_stats",), ignores=ENCODE_ONLY,
         outputs={"denoiser": "checkpoints/denoiser.safetensors",
                  "denoiser_ema": "checkpoints/denoiser_ema.safetensors"},
         resumable=True)
@@ -110,6 +110,9 @@ class TrainDenoiserStage(TrainingStageConfig):
                                             description="Encode the dataset once and train from disk: enabled, "
                                                         "dtype, flips, folder (true/false = enabled).")
     cache_batch_size: int = Field(64, gt=0, description="Images per encoder batch while building the latent cache.")
+    caption_template: str = Field("a {name}", description="Text conditioner only: each row's caption, from its "
+                                                          "class name ('a seven'), until captioned datasets "
+                                                          "exist.")
 
     @property
     def engine_dropout(self) -> float:
@@ -122,7 +125,8 @@ class SampleStage(StageConfig):
 
     spec: ClassVar[StageSpec] = StageSpec(
         order=400, summary="class-conditional samples with the (EMA) denoiser, decoded by the RAE",
-        roles=("encoder", "decoder", "denoiser", "schedule", "sampler"), optional_roles=("guide", "guidance"),
+        roles=("encoder", "decoder", "denoiser", "schedule", "sampler"),
+        optional_roles=("guide", "guidance", "conditioner"),
         sections=("autoencoder",), reads=("train_decoder", "latent_stats", "train_denoiser"),
         outputs={"samples": "samples/samples.npz", "grid": "samples/grid.png"})
 
@@ -132,6 +136,10 @@ class SampleStage(StageConfig):
     use_ema: bool = Field(True, description="Sample with the EMA weights.")
     grid_columns: int = Field(8, gt=0, description="Samples per class row in grid.png.")
     grid_max_classes: int = Field(16, gt=0, description="At most this many class rows in grid.png.")
+    prompts: list[str] | None = Field(None, description="Text conditioner only: the prompts, per_class samples "
+                                                        "each (label = prompt index); None = each class's "
+                                                        "caption (train_denoiser.caption_template), labels = "
+                                                        "the classes.")
 
 
 class EvaluateStage(StageConfig):

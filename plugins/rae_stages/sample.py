@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from rae_framework.data.captions import DEFAULT_TEMPLATE, class_captions
 from rae_framework.data.sample_chunks import MARKER, ChunkLayout, SampleChunks
 from rae_framework.data.sample_shards import grid_rows
 from rae_framework.engine import (DistContext, PreemptionNotice, RunLogger, RunState, broadcast_object, build_rae,
                                   generate_batch, load_guide, progress, progress_folder, rank_chunks, round_count,
                                   save_grid, signal_name, step_generator, stop_if_noticed)
 from rae_framework.errors import PreemptedError
-from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, Stage
+from rae_framework.interfaces import Conditioner, Denoiser, Guidance, NoiseSchedule, Sampler, Stage
 from rae_stages.configs import SampleStage
 
 STREAM_SAMPLING = 3
@@ -50,12 +51,24 @@ def saved_progress(store: SampleChunks, out: Path, fresh: bool) -> tuple[list[in
     return store.done(), False
 
 
+class PromptConditions:
+    """Text runs: label ``k`` of the sample list is prompt ``k``; a batch's labels -> its Conditioning and null."""
+
+    def __init__(self, conditioner: Conditioner, prompts: list[str]) -> None:
+        self.conditioner, self.prompts = conditioner, prompts
+
+    def __call__(self, labels: torch.Tensor):
+        """``labels (b,)`` -> ``(Conditioning of their prompts, null condition of b rows)``."""
+        return self.conditioner.encode([self.prompts[int(k)] for k in labels]), self.conditioner.null(len(labels))
+
+
 def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
                  stage: SampleStage, out_folder: str | Path, *, seed: int, guidance: Guidance | None = None,
                  guide: Denoiser | None = None, context: DistContext | None = None, chunks: Path | None = None,
-                 notice: PreemptionNotice | None = None, logger: RunLogger | None = None) -> Path | None:
+                 notice: PreemptionNotice | None = None, logger: RunLogger | None = None,
+                 prompts: PromptConditions | None = None) -> Path | None:
     """Generate every label's sample into ``out_folder/samples.npz`` and ``grid.png``; returns the npz path
-    (None on ranks other than 0).
+    (None on ranks other than 0). Text runs (``prompts``): label ``k`` stands for prompt ``k``.
 
     ``chunks`` is the folder of finished batches to continue from; it must be keyed by everything the
     samples depend on (the stage passes ``checkpoints/sample/<input hash>/``). Without it, batches go to
@@ -63,7 +76,7 @@ def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, 
     SIGTERM/SIGUSR1 stops the ranks together after their current batch (:class:`PreemptedError`)."""
     context, folder = context or DistContext(), Path(out_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    labels = sample_labels(stage, denoiser.num_classes, seed)
+    labels = sample_labels(stage, len(prompts.prompts) if prompts else denoiser.num_classes, seed)
     store = SampleChunks(chunks or folder / ".chunks", ChunkLayout(len(labels), stage.batch_size))
     out, layout = folder / "samples.npz", store.layout
     done, assembled = broadcast_object(saved_progress(store, out, chunks is None) if context.is_main else None,
@@ -80,9 +93,12 @@ def run_sampling(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, 
         for index in range(round_count(len(remaining), context.world_size)):
             if index < len(mine):
                 rows = layout.rows(mine[index])
-                images = generate_batch(denoiser, schedule, sampler, decode, labels[rows.start:rows.stop],
+                batch, null = labels[rows.start:rows.stop], None
+                if prompts is not None:
+                    batch, null = prompts(batch)
+                images = generate_batch(denoiser, schedule, sampler, decode, batch,
                                         step_generator(seed, STREAM_SAMPLING, mine[index]), guidance=guidance,
-                                        guide=guide, device=context.device)  # (b, H, W, 3) uint8
+                                        guide=guide, device=context.device, null=null)  # (b, H, W, 3) uint8
                 store.write(mine[index], images)
             bar.update(min(context.world_size, len(remaining) - index * context.world_size))
             if notice is not None and notice.agreed(context):
@@ -151,6 +167,19 @@ class Sample(Stage):
         written = run_sampling(denoiser, run.component("schedule"), run.component("sampler"), decode, self.config,
                                run.out_dir / "samples", seed=run.assembly.seed, guidance=guidance, guide=guide,
                                context=run.context, chunks=progress_folder(run, "sample"), notice=notice,
-                               logger=run.logger)
+                               logger=run.logger, prompts=self._prompts(run))
         if written is not None:  # rank 0
             run.logger.image_file("sample/grid", 0, written.parent / "grid.png")
+
+    def _prompts(self, run: RunState) -> PromptConditions | None:
+        """Text runs: the configured prompts, else each class's training caption; None for class runs."""
+        conditioner = run.optional("conditioner")
+        if getattr(conditioner, "input_kind", None) != "text":
+            return None
+        prompts = self.config.prompts
+        if prompts is None:
+            training = run.assembly.stages.train_denoiser  # None when the assembly has no such stage
+            template = getattr(training, "caption_template", DEFAULT_TEMPLATE)
+            captions = class_captions(run.assembly.data, template)
+            prompts = [captions.caption(label) for label in range(len(captions.names))]
+        return PromptConditions(conditioner.to(run.context.device).eval(), prompts)

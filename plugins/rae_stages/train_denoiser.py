@@ -16,7 +16,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from rae_framework.conditioning import Conditioning
 from rae_framework.data.cache_plan import cache_folder
+from rae_framework.data.captions import CaptionSource, class_captions
 from rae_framework.data.datasets import BatchPlan, PlannedBatches, RankShare, build_dataset
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages
@@ -24,7 +26,7 @@ from rae_framework.engine import (EMA, RunState, StepDraws, TrainingJob, Trainin
                                   build_scheduler, clip_gradients, denoiser_draws, encode_fn, json_sha256,
                                   module_tensors, no_sync, save_final_weights, train, unwrap, wrap_model)
 from rae_framework.errors import ConfigError
-from rae_framework.interfaces import Denoiser, NoiseSchedule, Stage
+from rae_framework.interfaces import Conditioner, Denoiser, NoiseSchedule, Stage
 from rae_stages.configs import TrainDenoiserStage
 
 STREAM_STAGE2 = 2  # generator stream id, so stage-1 and stage-2 draws never coincide
@@ -52,10 +54,24 @@ class Stage2State:
 
 def check_label_dropout(denoiser: Denoiser, stage: TrainDenoiserStage) -> None:
     """Label drops need the denoiser's null-class row (``class_dropout_prob > 0`` in its config)."""
+    if getattr(denoiser.config, "text_conditioned", False):  # prompts drop to the conditioner's null condition
+        return
     own = getattr(denoiser.config, "class_dropout_prob", None)
     if stage.engine_dropout > 0 and own == 0:
         raise ConfigError("stages.train_denoiser.class_dropout > 0 but the denoiser has class_dropout_prob 0 "
                           "(no null-class embedding): set the denoiser's class_dropout_prob > 0")
+
+
+def check_conditioner(denoiser: Denoiser, conditioner: Conditioner | None, stage: TrainDenoiserStage) -> None:
+    """A text conditioner needs a text denoiser and the engine's (seeded) condition dropout."""
+    if conditioner is None or conditioner.input_kind != "text":
+        return
+    if not (getattr(denoiser, "text_dim", None) or getattr(denoiser, "pooled_dim", None)):
+        raise ConfigError("components.conditioner is a text conditioner but the denoiser has no text path "
+                          "(text_dim / pooled_dim): build both in one assembly, which derives them")
+    if stage.label_dropout == "model":
+        raise ConfigError("stages.train_denoiser.label_dropout 'model' drops class labels inside the denoiser; a "
+                          "text run drops prompts in the engine: use label_dropout 'engine'")
 
 
 def build_stage2_state(denoiser: Denoiser, stage: TrainDenoiserStage, device: torch.device) -> Stage2State:
@@ -72,18 +88,22 @@ def _autocast(stage: TrainDenoiserStage, device: torch.device):
     return contextlib.nullcontext()
 
 
-def accumulate_gradients(train_model: nn.Module, schedule: NoiseSchedule, x: torch.Tensor, y: torch.Tensor,
-                         draws: StepDraws, stage: TrainDenoiserStage, share: RankShare,
-                         world_size: int = 1) -> torch.Tensor:
+def accumulate_gradients(train_model: nn.Module, schedule: NoiseSchedule, x: torch.Tensor,
+                         y: torch.Tensor | Conditioning, draws: StepDraws, stage: TrainDenoiserStage,
+                         share: RankShare, world_size: int = 1, null: Conditioning | None = None) -> torch.Tensor:
     """Backward of ``sum(loss) / global_batch`` over this rank's micro-batches of ``share.micro`` rows;
-    returns the loss sum."""
-    null_label = unwrap(train_model).num_classes
-    y = torch.where(draws.drop, torch.full_like(y, null_label), y)
+    returns the loss sum. ``y``: labels (dropped rows -> the null label), or a Conditioning (dropped rows ->
+    the rows of the conditioner's ``null``), with the same drop draws."""
+    if isinstance(y, Conditioning):
+        y = y.where(draws.drop, null)
+    else:
+        y = torch.where(draws.drop, torch.full_like(y, unwrap(train_model).num_classes), y)
     total = torch.zeros((), device=x.device)
     for index, start in enumerate(range(0, x.shape[0], share.micro)):
         rows = slice(start, start + share.micro)
+        y_rows = y.rows(rows) if isinstance(y, Conditioning) else y[rows]
         with no_sync(train_model, index < stage.grad_accumulation - 1), _autocast(stage, x.device):
-            losses = schedule.loss_at(train_model, x[rows], y[rows], draws.noise[rows], draws.t[rows])
+            losses = schedule.loss_at(train_model, x[rows], y_rows, draws.noise[rows], draws.t[rows])
         # DDP averages gradients over ranks: scale so the result is the global-batch mean.
         (losses.sum() * (world_size / stage.batch_size)).backward()
         total += losses.detach().sum()
@@ -104,9 +124,13 @@ class DenoiserTraining(TrainingTask):
     """Stage 2 for the shared loop: flow matching of ``denoiser`` on the latents of ``source``."""
 
     def __init__(self, denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSource,
-                 stage: TrainDenoiserStage, job: TrainingJob, flips: bool) -> None:
+                 stage: TrainDenoiserStage, job: TrainingJob, flips: bool, conditioner: Conditioner | None = None,
+                 captions: CaptionSource | None = None) -> None:
         check_label_dropout(denoiser, stage)
+        check_conditioner(denoiser, conditioner, stage)
         self.stage, self.schedule, self.source, self.job = stage, schedule, source, job
+        self.conditioner = None if conditioner is None else conditioner.to(job.context.device).eval()
+        self.captions = captions
         self.share = job.share(stage.batch_size, stage.grad_accumulation)
         self.plan = BatchPlan(source.num_samples, job.seed, flips)
         self.state = build_stage2_state(denoiser, stage, job.context.device)
@@ -131,7 +155,20 @@ class DenoiserTraining(TrainingTask):
             self.source.follow(PlannedBatches(self.plan, self.stage.batch_size, start_step, self.stage.steps,
                                               context.rank, context.world_size))
         for step in range(start_step, self.stage.steps):
-            yield self.source.batch(self.plan.batch(step, self.stage.batch_size, context.rank, context.world_size))
+            items = self.plan.batch(step, self.stage.batch_size, context.rank, context.world_size)
+            latents, labels = self.source.batch(items)
+            yield latents, self._condition(items, labels)
+
+    def _condition(self, items, labels: torch.Tensor) -> torch.Tensor | Conditioning:
+        """The rows' condition: their labels without a conditioner (as always), else its encoding of the
+        labels or of the rows' captions."""
+        if self.conditioner is None:
+            return labels
+        if self.conditioner.input_kind == "text":
+            if self.captions is None:
+                raise ConfigError("a text conditioner needs captions for the training rows")
+            return self.conditioner.encode(self.captions.captions(items, labels))
+        return self.conditioner.encode(labels)
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Forward and backward of the step's micro-batches; the global batch's mean loss (float64)."""
@@ -140,8 +177,9 @@ class DenoiserTraining(TrainingTask):
                                start=self.share.start, stop=self.share.stop,
                                latent_shape=self.state.model.latent_shape, class_dropout=self.stage.engine_dropout,
                                device=context.device)
+        null = None if self.conditioner is None else self.conditioner.null(len(y))
         total = accumulate_gradients(self.train_model, self.schedule, x.to(context.device), y.to(context.device),
-                                     draws, self.stage, self.share, context.world_size)
+                                     draws, self.stage, self.share, context.world_size, null)
         return context.all_reduce_sum(total).double() / self.stage.batch_size, {}
 
     def update(self, batch: tuple[torch.Tensor, torch.Tensor], loss: torch.Tensor) -> dict[str, float]:
@@ -152,9 +190,10 @@ class DenoiserTraining(TrainingTask):
 
 
 def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSource, stage: TrainDenoiserStage,
-                   job: TrainingJob, *, flips: bool = False) -> Stage2State:
+                   job: TrainingJob, *, flips: bool = False, conditioner: Conditioner | None = None,
+                   captions: CaptionSource | None = None) -> Stage2State:
     """Train ``denoiser`` for ``stage.steps`` optimiser steps; returns the final state (EMA included)."""
-    task = DenoiserTraining(denoiser, schedule, source, stage, job, flips)
+    task = DenoiserTraining(denoiser, schedule, source, stage, job, flips, conditioner, captions)
     train(task, stage, job)
     return task.state
 
@@ -202,7 +241,11 @@ class TrainDenoiser(Stage):
     def run(self, run: RunState) -> None:
         """Train the assembly's denoiser on the RAE's normalised latents; save final and EMA weights."""
         source, flips = latent_source(run, build_rae(run, trained_decoder=False), self.config)
+        conditioner = run.optional("conditioner")
+        captions = (class_captions(run.assembly.data, self.config.caption_template)
+                    if getattr(conditioner, "input_kind", None) == "text" else None)
         result = train_denoiser(run.component("denoiser"), run.component("schedule"), source, self.config,
-                                TrainingJob.of(run, "train_denoiser"), flips=flips)
+                                TrainingJob.of(run, "train_denoiser"), flips=flips, conditioner=conditioner,
+                                captions=captions)
         save_final_weights(run, self.config.spec, {"denoiser": module_tensors(result.model),
                                                    "denoiser_ema": module_tensors(result.ema.model)})

@@ -8,29 +8,34 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from rae_framework.conditioning import Conditioning
 from rae_framework.engine.images import to_uint8
 from rae_framework.engine.run_state import RunState
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Denoiser, Guidance, NoiseSchedule, Sampler, VelocityFn
 
 
-def velocity_field(denoiser: Denoiser, labels: torch.Tensor, guidance: Guidance | None,
-                   guide: Denoiser | None) -> VelocityFn:
-    """The field to integrate: guided when a guidance component is configured, else the plain model."""
+def velocity_field(denoiser: Denoiser, labels: torch.Tensor | Conditioning, guidance: Guidance | None,
+                   guide: Denoiser | None, null: Conditioning | None = None) -> VelocityFn:
+    """The field to integrate: guided when a guidance component is configured, else the plain model; ``null``
+    (a conditioner's null condition) is passed to the guidance only when there is one."""
     if guidance is not None:
-        return guidance.velocity(denoiser, labels, guide=guide)
+        extra = {} if null is None else {"null": null}
+        return guidance.velocity(denoiser, labels, guide=guide, **extra)
     return lambda x, t: denoiser(x, t, labels)
 
 
 @torch.no_grad()
 def generate_batch(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Sampler, decode: Callable,
-                   labels: torch.Tensor, generator: torch.Generator, *, guidance: Guidance | None = None,
-                   guide: Denoiser | None = None, device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """One batch of images ``(B, H, W, 3)`` uint8 for ``labels (B,)``; the noise is drawn on the CPU from
+                   labels: torch.Tensor | Conditioning, generator: torch.Generator, *,
+                   guidance: Guidance | None = None, guide: Denoiser | None = None,
+                   device: torch.device = torch.device("cpu"), null: Conditioning | None = None) -> np.ndarray:
+    """One batch of images ``(B, H, W, 3)`` uint8 for ``labels (B,)`` or a Conditioning (with its ``null`` for
+    CFG); the noise is drawn on the CPU from
     ``generator``, so the images do not depend on the device."""
-    noise = torch.randn((labels.shape[0], *denoiser.latent_shape), generator=generator).to(device)  # (B, C, h, w)
-    labels = labels.to(device)
-    result = sampler.sample(velocity_field(denoiser, labels, guidance, guide), noise, schedule,
+    noise = torch.randn((len(labels), *denoiser.latent_shape), generator=generator).to(device)  # (B, C, h, w)
+    labels, null = labels.to(device), None if null is None else null.to(device)
+    result = sampler.sample(velocity_field(denoiser, labels, guidance, guide, null), noise, schedule,
                             generator=generator)
     return to_uint8(decode(result.samples))
 

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "ComponentContract",
+    "ConditionerContract",
     "ContractCase",
     "DecoderContract",
     "DenoiserContract",

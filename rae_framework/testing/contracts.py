@@ -317,10 +317,12 @@ class DenoiserContract(ComponentContract):
     kind = "denoiser"
 
     @staticmethod
-    def _inputs(component: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _inputs(component: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(3, component.in_channels, component.input_size, component.input_size, generator=generator)
         t = torch.tensor([0.0, 0.5, 1.0])  # (B,)
+        if getattr(component, "text_dim", None) or getattr(component, "pooled_dim", None):
+            return x, t, _text_condition(component, generator)
         y = torch.tensor([0, component.num_classes - 1, 0], dtype=torch.int64)  # (B,)
         return x, t, y
 
@@ -333,6 +335,59 @@ class DenoiserContract(ComponentContract):
         component.train()
         torch.manual_seed(0)
         assert_gradients_flow(component, component(*self._inputs(component)))
+
+
+def _text_condition(denoiser: Any, generator: torch.Generator) -> Any:
+    """A random text Conditioning of 3 rows for a text-conditioned denoiser: 5 tokens with one padded row and
+    one null row."""
+    from rae_framework.conditioning import Conditioning
+
+    text_dim, pooled_dim = getattr(denoiser, "text_dim", None), getattr(denoiser, "pooled_dim", None)
+    tokens = torch.randn(3, 5, text_dim, generator=generator) if text_dim else None
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [True] * 5]) if text_dim else None
+    pooled = torch.randn(3, pooled_dim, generator=generator) if pooled_dim else None
+    return Conditioning(pooled=pooled, tokens=tokens, mask=mask, null=torch.tensor([False, False, True]))
+
+
+class ConditionerContract(ComponentContract):
+    """Conditioners: a batch of conditions -> a Conditioning of that many rows with the declared widths; a null
+    condition flagged null that concatenates with it; frozen (no trainable parameters); deterministic."""
+
+    kind = "conditioner"
+
+    @staticmethod
+    def _conditions(component: Any) -> list[Any]:
+        if component.input_kind == "text":
+            return ["a seven", "", "a much longer prompt about the digit nine in red ink"]
+        return [0, int(getattr(component, "num_classes", 1)) - 1, 0]
+
+    def test_encode_widths_and_determinism(self, component: Any) -> None:
+        assert component.input_kind in ("labels", "text"), "input_kind is 'labels' or 'text'"
+        first, second = component.encode(self._conditions(component)), component.encode(self._conditions(component))
+        assert len(first) == 3
+        for name in ("labels", "pooled", "tokens", "mask"):
+            mine, again = getattr(first, name), getattr(second, name)
+            assert (mine is None) == (again is None) and (mine is None or torch.equal(mine, again)), name
+        if component.pooled_dim is not None:
+            assert first.pooled is not None and first.pooled.shape == (3, component.pooled_dim)
+        if component.token_dim is not None:
+            assert first.tokens.shape[0] == 3 and first.tokens.shape[2] == component.token_dim
+            assert first.mask.dtype == torch.bool and first.mask.shape == first.tokens.shape[:2]
+        if component.input_kind == "labels":
+            assert first.labels is not None and first.labels.dtype == torch.int64
+
+    def test_config_declares_the_widths(self, component: Any, config: ComponentConfig) -> None:
+        assert getattr(config, "pooled_dim", None) == component.pooled_dim, "Config.pooled_dim = the built one's"
+        assert getattr(config, "token_dim", None) == component.token_dim, "Config.token_dim = the built one's"
+
+    def test_null_condition(self, component: Any) -> None:
+        null = component.null(2)
+        assert len(null) == 2 and null.null is not None and bool(null.null.all()), "every null row is flagged"
+        both = component.encode(self._conditions(component)).cat(null)
+        assert len(both) == 5 and both.null.tolist() == [False, False, False, True, True]
+
+    def test_is_frozen(self, component: Any) -> None:
+        assert _trainable(component) == [], "a conditioner is frozen (a learned null lives in the denoiser)"
 
 
 class ScheduleContract(ComponentContract):
@@ -587,7 +642,8 @@ def _grid_image() -> Any:
 KIND_CONTRACTS: dict[str, type[ComponentContract]] = {
     contract.kind: contract for contract in (EncoderContract, DecoderContract, DenoiserContract, ScheduleContract,
                                              SamplerContract, DiscriminatorContract, GuidanceContract,
-                                             MetricContract, PerceptualContract, StageContract, TrackerContract)
+                                             MetricContract, PerceptualContract, StageContract, TrackerContract,
+                                             ConditionerContract)
 }
 
 

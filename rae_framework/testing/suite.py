@@ -6,6 +6,7 @@ Run it on your plugin's components without writing a test file::
 """
 
 from rae_framework.testing.contracts import (
+    ConditionerContract,
     DecoderContract,
     DenoiserContract,
     DiscriminatorContract,
@@ -63,6 +64,10 @@ class TestStages(StageContract):
 
 class TestTrackers(TrackerContract):
     """Every experiment tracker."""
+
+
+class TestConditioners(ConditionerContract):
+    """Every conditioner."""
 
 
 class TestOtherKinds(OtherKindsContract):

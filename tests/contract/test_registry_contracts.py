@@ -1,6 +1,7 @@
 """The contract suite over the whole registry: components are picked up as soon as they are registered."""
 
 from rae_framework.testing.suite import (  # noqa: F401 - pytest collects the imported classes
+    TestConditioners,
     TestDecoders,
     TestDenoisers,
     TestDiscriminators,

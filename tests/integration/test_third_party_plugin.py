@@ -93,3 +93,18 @@ def test_strict_and_disabled_plugins(broken_plugin, tmp_path):
                    RAE_DISABLE_PLUGINS="broken")
     (report,) = [item for item in json.loads(disabled.stdout) if item["name"] == "broken"]
     assert report["status"] == "disabled" and report["error"] is None
+
+
+@pytest.fixture(scope="module")
+def conditioner_plugin(tmp_path_factory) -> Path:
+    """The conditioner template (examples/third_party_conditioner) installed with pip into its own folder."""
+    return install_template("third_party_conditioner", tmp_path_factory.mktemp("conditioner_plugin"))
+
+
+@pytest.mark.slow
+def test_a_conditioner_plugin_is_listed_and_passes_its_contract(conditioner_plugin, tmp_path):
+    listed = run(["-m", "rae_framework", "list", "conditioner"], conditioner_plugin, tmp_path)
+    assert listed.returncode == 0 and "hashed-words" in listed.stdout and "rae-hashed-words" in listed.stdout
+    tests = conditioner_plugin.parent / "src" / "tests"
+    own = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)], conditioner_plugin, tmp_path)
+    assert own.returncode == 0 and "9 passed" in own.stdout, own.stdout[-3000:]

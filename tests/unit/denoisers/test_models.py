@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rae_framework import Session
+from rae_framework.conditioning import Conditioning
 from rae_framework.errors import ConfigError
 from rae_framework.interfaces import Denoiser
 
@@ -29,8 +30,18 @@ def inputs(model: Denoiser, batch: int = 3, seed: int = 1) -> tuple[torch.Tensor
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, model.in_channels, model.input_size, model.input_size, generator=generator)
     t = torch.rand(batch, generator=generator)
+    if model.text_dim or model.pooled_dim:  # the text presets: prompt tokens (one padded, one null row)
+        return x, t, text_condition(model, batch, generator)
     y = torch.randint(0, model.num_classes + 1, (batch,), generator=generator)  # includes the null label
     return x, t, y
+
+
+def text_condition(model: Denoiser, batch: int, generator: torch.Generator) -> Conditioning:
+    mask = torch.ones(batch, 4, dtype=torch.bool)
+    mask[-1, 2:] = False
+    return Conditioning(pooled=torch.randn(batch, model.pooled_dim, generator=generator),
+                        tokens=torch.randn(batch, 4, model.text_dim, generator=generator), mask=mask,
+                        null=torch.arange(batch) == 0)
 
 
 def randomize(model: Denoiser) -> None:

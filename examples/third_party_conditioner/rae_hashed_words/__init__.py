@@ -1,0 +1,1 @@
+"""Template rae-framework plugin: the ``hashed-words`` conditioner."""

@@ -1,0 +1,54 @@
+"""Captions of training rows, the seam between the data and a text conditioner.
+
+A caption source maps a batch's plan items (``(dataset index, flip)``, the rows the loader fetches) and their
+class labels to one string per row. The one built now derives the caption from the class
+(:class:`ClassCaptions`, e.g. ``"a seven"`` for the digit 7), since no captioned dataset exists yet; a
+``captions.jsonl`` or webdataset source implements the same :class:`CaptionSource` by looking the items'
+dataset indices up, and the training stage does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from rae_framework.data.config import DataConfig
+from rae_framework.data.datasets import class_names
+from rae_framework.errors import ConfigError
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DEFAULT_TEMPLATE = "a {name}"
+
+
+class CaptionSource(Protocol):
+    """One caption per row of a batch."""
+
+    def captions(self, items: Sequence[tuple[int, bool]], labels: torch.Tensor) -> list[str]:
+        """``items`` (dataset index, flip) and their ``labels (B,)`` -> B captions."""
+
+
+class ClassCaptions:
+    """``template.format(name=class name)`` for each row's class (the row index is not needed)."""
+
+    def __init__(self, names: Sequence[str], template: str = DEFAULT_TEMPLATE) -> None:
+        if "{name}" not in template:
+            raise ConfigError(f"caption template {template!r} must contain '{{name}}'")
+        self.names, self.template = list(names), template
+
+    def caption(self, label: int) -> str:
+        """The caption of class ``label``."""
+        return self.template.format(name=self.names[label])
+
+    def captions(self, items: Sequence[tuple[int, bool]], labels: torch.Tensor) -> list[str]:
+        return [self.caption(int(label)) for label in labels.tolist()]
+
+
+def class_captions(data: DataConfig, template: str = DEFAULT_TEMPLATE) -> ClassCaptions:
+    """Captions from the class names of ``data`` (the digits as words: 'a seven')."""
+    names = list(DIGIT_WORDS) if data.source == "digits" else class_names(data)
+    if not names:
+        raise ConfigError("text conditioning needs captions; this data source has no class names to derive "
+                          "them from (captioned datasets are not supported yet)")
+    return ClassCaptions(names, template)
