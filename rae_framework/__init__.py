@@ -39,8 +39,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.data.npz_stream",  # .npz members read and written in batches
     "rae_framework.data.cache_plan",  # latent cache settings, size, disk check (torch-free)
     "rae_framework.data.loading",  # planned batches from DataLoader workers
-    "rae_framework.data.sample_shards",  # per-rank uint8 sample shards merged into samples.npz
-    "rae_framework.data.sample_chunks",  # one uint8 file per global sample batch: resumable sampling
+    "rae_framework.data.sample_chunks",  # one uint8 file per global sample batch (resumable sampling), grid_rows
     "rae_framework.data.captions",  # captions of training rows (the seam for captioned datasets)
     "rae_framework.files",  # atomic writes
     "rae_framework.interop",

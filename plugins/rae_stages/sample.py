@@ -20,8 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from rae_framework.data.captions import DEFAULT_TEMPLATE, class_captions
-from rae_framework.data.sample_chunks import MARKER, ChunkLayout, SampleChunks
-from rae_framework.data.sample_shards import grid_rows
+from rae_framework.data.sample_chunks import MARKER, ChunkLayout, SampleChunks, grid_rows
 from rae_framework.engine import (DistContext, PreemptionNotice, RunLogger, RunState, broadcast_object, build_rae,
                                   generate_batch, load_guide, progress, progress_folder, rank_chunks, round_count,
                                   save_grid, signal_name, step_generator, stop_if_noticed)

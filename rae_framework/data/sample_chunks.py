@@ -14,7 +14,6 @@ assemble again, a kill after it leaves a marker that vouches for the npz. Memory
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rae_framework.data.npz_stream import Member, write_npz
+from rae_framework.data.npz_stream import Member, NpzArray, write_npz
 from rae_framework.errors import RAEError
-from rae_framework.files import atomic_write, atomic_write_text, leftover_temp_files
+from rae_framework.files import atomic_write, atomic_write_text, file_sha256, leftover_temp_files
 
 CHUNK_NAME = re.compile(r"chunk_(\d{6,})\.npy")
 MARKER = "assembled.json"
@@ -51,12 +50,6 @@ class ChunkLayout:
         finished = set(done)
         first_missing = next((chunk for chunk in range(self.num_chunks) if chunk not in finished), self.num_chunks)
         return min(self.total, first_missing * self.batch_size)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (streamed)."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class SampleChunks:
@@ -136,3 +129,13 @@ class SampleChunks:
         record = json.loads(marker.read_text())
         return (record.get("rows") == self.layout.total and record.get("bytes") == out.stat().st_size
                 and record.get("sha256") == file_sha256(out))
+
+
+def grid_rows(samples: Path, labels: np.ndarray, columns: int, max_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (M, H, W, 3), labels (M,))``: the rows ``grid.png`` shows (the first ``columns`` of each of
+    the first ``max_classes`` classes), read one by one from ``samples``."""
+    array = NpzArray.open(samples)
+    classes = [int(c) for c in np.unique(labels)][:max_classes]
+    picked = np.concatenate([np.flatnonzero(labels == label)[:columns] for label in classes]).astype(np.int64)
+    images = np.stack([array.read(int(index), int(index) + 1)[0] for index in picked])
+    return images, labels[picked]

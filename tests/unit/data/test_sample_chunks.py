@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 
-from rae_framework.data.sample_chunks import ChunkLayout, SampleChunks
+from rae_framework.data.sample_chunks import ChunkLayout, SampleChunks, grid_rows
 from rae_framework.engine import DistContext, PreemptionNotice, RunLogger
 from rae_framework.engine.chunk_work import rank_chunks, round_count, stop_if_noticed
 from rae_framework.errors import PreemptedError, RAEError
@@ -83,3 +83,12 @@ def test_a_notice_after_the_last_batch_stops_before_the_next_stage(tmp_path):
     with pytest.raises(PreemptedError, match=r"sample: preempted \(SIGUSR1\) after the samples were assembled"):
         stop_if_noticed(notice, DistContext(), logger, "sample", "the samples were assembled")
     logger.close()
+
+
+def test_grid_rows_reads_the_first_columns_of_the_first_classes(tmp_path):
+    labels = np.arange(23) % 5
+    images = np.broadcast_to((np.arange(23) % 256).astype(np.uint8)[:, None, None, None], (23, 4, 3, 3)).copy()
+    np.savez(tmp_path / "samples.npz", arr_0=images, arr_1=labels.astype(np.int64))
+    shown, picked = grid_rows(tmp_path / "samples.npz", labels, columns=6, max_classes=3)
+    assert picked.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and shown.shape == (15, 4, 3, 3)
+    assert list(shown[5:10, 0, 0, 0]) == [1, 6, 11, 16, 21]  # class 1's rows (5 of the 6 columns)
