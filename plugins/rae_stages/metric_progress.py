@@ -177,4 +177,4 @@ def stop_evaluating(name: str, units: int, context: DistContext, progress: Metri
                f"{resume} of {units}; {len(done)} batches' metric states saved in {progress.folder} (and every "
                f"finished metric in metrics.json). Rerun the same command to resume")
     progress.log(message)
-    raise PreemptedError(message)
+    raise PreemptedError(message, progress.notice.received)

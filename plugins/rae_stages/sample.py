@@ -127,7 +127,7 @@ def stop_sampling(store: SampleChunks, context: DistContext, notice: PreemptionN
                f"Rerun the same command to resume")
     if logger is not None:
         logger.info(message)
-    raise PreemptedError(message)
+    raise PreemptedError(message, notice.received)
 
 
 def trained_denoiser(run: RunState, use_ema: bool) -> Denoiser:

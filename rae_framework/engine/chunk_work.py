@@ -86,4 +86,4 @@ def stop_if_noticed(notice, context: DistContext, logger, stage: str, done: str)
         message = (f"{stage}: preempted ({signal_name(notice.received)}) after {done}. Rerun the same command "
                    f"to go on")
         logger.info(message)
-        raise PreemptedError(message)
+        raise PreemptedError(message, notice.received)

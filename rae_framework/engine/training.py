@@ -34,6 +34,7 @@ import torch
 
 from rae_framework.data.datasets import RankShare, rank_share
 from rae_framework.engine.checkpoints import CheckpointManager, module_tensors, rng_state, set_rng_state
+from rae_framework.engine.chunk_work import signal_name
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import RunLogger, progress
 from rae_framework.errors import CheckpointDamagedError, PreemptedError, TrainingDivergedError
@@ -128,8 +129,7 @@ def stop_preempted(task: TrainingTask, settings: TrainingStageConfig, job: Train
     if job.context.is_main and not settings.checkpoint_due(step):
         save_checkpoint(task, manager)
     job.context.barrier()
-    name = signal.Signals(notice.received).name if notice.received is not None else "another rank's notice"
-    message = (f"{job.name}: preempted ({name}) after step {step}/{settings.steps}; saved checkpoint "
+    message = (f"{job.name}: preempted ({signal_name(notice.received)}) after step {step}/{settings.steps}; saved checkpoint "
                f"{manager.path(step)}. Rerun the same command to resume from it")
     job.logger.info(message)
     raise PreemptedError(message, notice.received)

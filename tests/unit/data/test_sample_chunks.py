@@ -80,8 +80,9 @@ def test_a_notice_after_the_last_batch_stops_before_the_next_stage(tmp_path):
     notice, logger = PreemptionNotice(), RunLogger(tmp_path, console=False, tensorboard=False)
     stop_if_noticed(notice, DistContext(), logger, "sample", "the samples were assembled")  # none: goes on
     notice.received = signal.SIGUSR1
-    with pytest.raises(PreemptedError, match=r"sample: preempted \(SIGUSR1\) after the samples were assembled"):
+    with pytest.raises(PreemptedError, match=r"sample: preempted \(SIGUSR1\) after the samples were assembled") as stop:
         stop_if_noticed(notice, DistContext(), logger, "sample", "the samples were assembled")
+    assert stop.value.signal == signal.SIGUSR1
     logger.close()
 
 

@@ -56,8 +56,9 @@ def test_a_preempted_evaluation_resumes_from_its_saved_states(tmp_path, session,
     logger = RunLogger(tmp_path / "log", console=False, tensorboard=False)
     notice = PreemptionNotice()
     progress = MetricProgress(tmp_path / "saved", save_every=2, notice=notice, logger=logger)
-    with pytest.raises(PreemptedError, match=r"preempted \(SIGTERM\) in metric 'metric' at batch 3 of"):
+    with pytest.raises(PreemptedError, match=r"preempted \(SIGTERM\) in metric 'metric' at batch 3 of") as stop:
         evaluate(build(), Rows(generated, notice, stop_after=3), Rows(held_out), progress)
+    assert stop.value.signal == signal.SIGTERM  # SIGTERM: `rae submit` leaves the requeue to SLURM
     assert sorted(path.name for path in progress.folder.iterdir()) == ["part_000000_000002.safetensors",
                                                                        "part_000002_000003.safetensors"]
     samples = Rows(generated)

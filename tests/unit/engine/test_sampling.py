@@ -65,9 +65,10 @@ def test_a_preempted_sampling_resumes_at_its_row_and_equals_a_clean_one(tmp_path
     logger = RunLogger(tmp_path / "log", console=False, tensorboard=False)
     notice = PreemptionNotice()
     notice.received = signal.SIGUSR1  # as the handler notes it; single-process, agreed() says so at once
-    with pytest.raises(PreemptedError, match=r"sample: preempted \(SIGUSR1\) at row 5 of 12; 1 of 3 batches"):
+    with pytest.raises(PreemptedError, match=r"sample: preempted \(SIGUSR1\) at row 5 of 12; 1 of 3 batches") as stop:
         run_sampling(denoiser, LinearSchedule(), EulerDouble(), decode, stage, tmp_path / "run", seed=1,
                      chunks=chunks, notice=notice, logger=logger)
+    assert stop.value.signal == signal.SIGUSR1  # what `rae submit`'s requeue decision reads
     assert sorted(path.name for path in chunks.iterdir()) == ["chunk_000000.npy"]
     path = run_sampling(denoiser, LinearSchedule(), EulerDouble(), decode, stage, tmp_path / "run", seed=1,
                         chunks=chunks, logger=logger)
