@@ -145,6 +145,18 @@ def looks_like_path(source: str) -> bool:
             or source.lower().endswith(WEIGHT_SUFFIXES))
 
 
+def shards_present(data: DataConfig) -> bool:
+    """Whether every shard of a webdataset source is on this machine."""
+    from rae_framework.data.webdataset_index import expand_shards
+    from rae_framework.errors import ConfigError
+
+    try:
+        expand_shards(data.shards)
+    except ConfigError:
+        return False
+    return True
+
+
 def check_paths(components: dict[str, Any], data: DataConfig, autoencoder: AutoencoderConfig,
                 issues: Issues) -> None:
     """Warn about local inputs that do not exist (yet)."""
@@ -152,6 +164,9 @@ def check_paths(components: dict[str, Any], data: DataConfig, autoencoder: Autoe
         issues.add(("data", "root"), "source 'folder' needs root: a folder of class subfolders", show_value=False)
     elif data.source == "folder" and not Path(data.root).expanduser().is_dir():
         issues.warn(("data", "root"), f"{data.root} is not a folder (yet); the stages that read data would fail")
+    elif data.source == "webdataset" and not shards_present(data):
+        issues.warn(("data", "shards"), f"{data.shards} matches no shards here (yet); the stages that read data "
+                                        "would fail")
     if autoencoder.statistics and not Path(autoencoder.statistics).expanduser().exists():
         issues.warn(("autoencoder", "statistics"), f"{autoencoder.statistics} does not exist (yet)")
     for role, spec in components.items():
