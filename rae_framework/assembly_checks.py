@@ -165,7 +165,7 @@ def check_paths(components: dict[str, Any], data: DataConfig, autoencoder: Autoe
     elif data.source == "folder" and not Path(data.root).expanduser().is_dir():
         issues.warn(("data", "root"), f"{data.root} is not a folder (yet); the stages that read data would fail")
     elif data.source == "webdataset" and not shards_present(data):
-        issues.warn(("data", "shards"), f"{data.shards} matches no shards here (yet); the stages that read data "
+        issues.warn(("data", "shards"), f"{data.shards}: not every shard is here (yet); the stages that read data "
                                         "would fail")
     if autoencoder.statistics and not Path(autoencoder.statistics).expanduser().exists():
         issues.warn(("autoencoder", "statistics"), f"{autoencoder.statistics} does not exist (yet)")

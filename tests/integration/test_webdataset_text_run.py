@@ -1,0 +1,79 @@
+"""A tiny text-to-image run from webdataset tar shards through the CLI: captions from the samples, the latent
+cache keyed by the shards, and two processes under torchrun training what one process trains."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rae_framework.testing.digit_shards import write_digit_shards
+
+ASSEMBLY = """
+name: wds-text-tiny
+seed: 0
+components:
+  encoder: {{name: mae, preset: mae-tiny}}
+  decoder: {{name: vit, preset: vit-tiny}}
+  conditioner: {{name: text, preset: text-qwen2-tiny, params: {{padding: max_length, max_length: 16}}}}
+  denoiser: {{name: dit-dh, preset: dit-dh-text-tiny}}
+  schedule: {{name: shifted-flow}}
+  sampler: {{name: euler, preset: euler-tiny}}
+  guidance: {{name: cfg, params: {{scale: 3.0}}}}
+data: {{source: webdataset, shards: "{shards}", image_size: 16, horizontal_flip: true}}
+stages:
+  train_decoder: {{steps: 1, batch_size: 8}}
+  latent_stats: {{batch_size: 64}}
+  train_denoiser: {{steps: 3, batch_size: 8}}
+  sample: {{prompts: ["a seven", "a one"], per_class: 1, batch_size: 2}}
+"""
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GLOO_SOCKET_IFNAME": "lo"}
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
+
+
+def rae(folder, *args: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *launcher, "-m", "rae_framework", *args], cwd=folder, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wds")
+    shards = write_digit_shards(folder / "shards", count=48, per_shard=16)
+    (folder / "t2i.yaml").write_text(ASSEMBLY.format(shards=shards))
+    done = rae(folder, "run", "t2i.yaml", "--out", "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+@pytest.mark.slow
+def test_the_run_trains_on_the_shards_and_samples_the_prompts(finished):
+    with np.load(finished / "run" / "samples" / "samples.npz") as samples:
+        assert samples["arr_0"].shape == (2, 16, 16, 3) and samples["arr_1"].tolist() == [0, 1]
+    assert len(list((finished / "run" / "latent_cache").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_two_processes_train_what_one_trains_and_a_changed_shard_is_a_new_cache(finished):
+    """The same latents, statistics and caption rows; padding to max_length gives every rank's half batch the
+    one process's shapes. The weights agree to the float rounding of DDP's gradient all-reduce (a class run
+    differs by as much: 1.5e-8 at most here)."""
+    run = finished / "run2"
+    shutil.copytree(finished / "run", run)
+    (run / "stages" / "train_denoiser" / "stage_state.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "train_denoiser")
+    first = sorted(shard for shard in (finished / "shards").glob("*.tar"))[0]
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 1))  # same bytes, new identity
+    done = rae(finished, "run", "t2i.yaml", "--out", "run2", "--stage", "train_denoiser", launcher=tuple(TORCHRUN))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((run / "latent_cache").iterdir())) == 2  # the shard's new mtime keys a new cache
+    for name in ("denoiser", "denoiser_ema"):
+        one, two = (load_file(str(path / "checkpoints" / f"{name}.safetensors")) for path in (finished / "run", run))
+        for key in one:
+            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6)
