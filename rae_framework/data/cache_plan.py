@@ -80,16 +80,17 @@ def check_space(folder: str | Path, needed: int, where: str = "stages.train_deno
                           f"disk, choose dtype bf16, flips false, or enabled false (encode on the fly)")
 
 
-def training_images(data: Any) -> int:
-    """Images in the training split of ``data`` (a DataConfig), counted without decoding or torch."""
+def training_images(data: Any) -> int | None:
+    """Images in the training split of ``data`` (a DataConfig), counted without decoding or torch; None for
+    shards not indexed yet."""
     if data.source == "digits":
         from sklearn.datasets import load_digits
 
         total = len(load_digits().target)
     elif data.source == "webdataset":
-        from rae_framework.data.webdataset_index import data_index
-
-        total = len(data_index(data))
+        total = shard_samples(data)
+        if total is None:
+            return None
     else:
         total = sum(1 for path in Path(data.root).glob("*/**/*") if path.suffix in IMAGE_SUFFIXES)
     return total - int(round(total * data.holdout_fraction))
@@ -106,6 +107,15 @@ def _matching_cache(root: Path, num_samples: int, latent_shape: tuple[int, ...],
         if all(found.get(name, "fp32" if name == "dtype" else None) == value for name, value in wanted.items()):
             return True
     return False
+
+
+def shard_samples(data: Any) -> int | None:
+    """Samples of a webdataset source from its cached index; None when the shards are not indexed yet (validate
+    does not scan them: the first stage that reads the data does)."""
+    from rae_framework.data.webdataset_index import cached_index
+
+    index = cached_index(data.shards, data.image_key, data.caption_key)
+    return None if index is None else len(index)
 
 
 def _data_present(data: Any) -> bool:
@@ -132,6 +142,9 @@ def latent_cache_report(assembly: Any, run_dir: str | Path) -> str | None:
                 f"{where} {data.root if data.source == 'folder' else data.shards} is not on this machine, so the "
                 f"total is unknown")
     images = training_images(data)
+    if images is None:
+        return (f"latent cache: {human_bytes(cache_bytes(1, shape, config.dtype, flips))} per image ({layout}); "
+                f"data.shards are not indexed yet (the first stage scans them), so the total is unknown")
     needed = cache_bytes(images, shape, config.dtype, flips)
     line = (f"latent cache: {human_bytes(needed)} ({images} images, {layout}) in {root}/, "
             f"{human_bytes(free_bytes(root))} free")

@@ -161,13 +161,23 @@ def _save(index: ShardIndex, target: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def load_index(shards: str | list[str], image_key: str, caption_key: str) -> ShardIndex:
-    """The index of ``shards``: read from its cache file when the shards are unchanged, else scanned and cached."""
+def cached_index(shards: str | list[str], image_key: str, caption_key: str) -> ShardIndex | None:
+    """The cached index of unchanged ``shards``, or None when they were not scanned yet (no webdataset, no torch)."""
     paths = expand_shards(shards)
     cached = index_file(paths, image_key, caption_key)
-    if cached.is_file():
-        with np.load(cached) as arrays:
-            return ShardIndex(tuple(paths), arrays["shard"], arrays["image"], arrays["caption"])
+    if not cached.is_file():
+        return None
+    with np.load(cached) as arrays:
+        return ShardIndex(tuple(paths), arrays["shard"], arrays["image"], arrays["caption"])
+
+
+def load_index(shards: str | list[str], image_key: str, caption_key: str) -> ShardIndex:
+    """The index of ``shards``: read from its cache file when the shards are unchanged, else scanned and cached."""
+    found = cached_index(shards, image_key, caption_key)
+    if found is not None:
+        return found
+    paths = expand_shards(shards)
+    cached = index_file(paths, image_key, caption_key)
     index = build_index(paths, image_key, caption_key)
     _save(index, cached)
     return index
