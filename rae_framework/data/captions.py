@@ -10,13 +10,16 @@ of the data, and the training stage does not change.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from rae_framework.data.config import DataConfig
 from rae_framework.data.datasets import class_names
 from rae_framework.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rae_framework.data.webdataset_images import WebdatasetImages
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DEFAULT_TEMPLATE = "a {name}"
@@ -60,7 +63,7 @@ def class_captions(data: DataConfig, template: str = DEFAULT_TEMPLATE) -> ClassC
 class WebdatasetCaptions:
     """The caption member of each row's own sample in the shards (the row's dataset index, the train split)."""
 
-    def __init__(self, dataset) -> None:  # a WebdatasetImages
+    def __init__(self, dataset: WebdatasetImages) -> None:
         self.dataset = dataset
 
     def captions(self, items: Sequence[tuple[int, bool]], labels: torch.Tensor) -> list[str]:

@@ -111,6 +111,7 @@ def _members(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _pick(sample: dict[str, Any], exts: list[str]) -> tuple[int, int] | None:
+    """``(offset, size)`` of the sample's first member among ``exts``, None without one."""
     return next((sample[ext] for ext in exts if ext in sample), None)
 
 
