@@ -201,8 +201,9 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
 
 def cache_key(run: RunState, flips: bool, dtype: str) -> str:
     """What a latent cache depends on: encoder, data (for shards also their names, sizes and mtimes; the data
-    section names the image and caption keys), autoencoder settings, statistics, flips, storage dtype (not the run's seed: runs with other seeds share the cache; of the autoencoder settings, only those the
-    stage's input hash counts: eval-mode encoding never applies the decoder's training noise)."""
+    section names the image and caption keys), autoencoder settings, statistics, flips, storage dtype (not the
+    run's seed: runs with other seeds share the cache; of the autoencoder settings, only those the stage's input
+    hash counts: eval-mode encoding never applies the decoder's training noise)."""
     stats, data = run.record("latent_stats"), run.assembly.data
     shards = {"shards": shard_identity(expand_shards(data.shards))} if data.source == "webdataset" else {}
     return json_sha256({"data": data.model_dump(exclude={"num_workers"}), **shards,
