@@ -1,5 +1,6 @@
 """A tiny text-to-image run from webdataset tar shards through the CLI: captions from the samples, the latent
-cache keyed by the shards, and two processes under torchrun training what one process trains."""
+cache keyed by the shards, a resumed run ending bit for bit where the uninterrupted one did, and two processes
+under torchrun training what one process trains."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ data: {{source: webdataset, shards: "{shards}", image_size: 16, horizontal_flip:
 stages:
   train_decoder: {{steps: 1, batch_size: 8}}
   latent_stats: {{batch_size: 64}}
-  train_denoiser: {{steps: 3, batch_size: 8}}
+  train_denoiser: {{steps: 3, batch_size: 8, checkpoint_every: 1}}
   sample: {{prompts: ["a seven", "a one"], per_class: 1, batch_size: 2}}
 """
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GLOO_SOCKET_IFNAME": "lo"}
@@ -59,6 +60,22 @@ def test_the_run_trains_on_the_shards_and_samples_the_prompts(finished):
     assert len(list((finished / "run" / "latent_cache").iterdir())) == 1
 
 
+def final_weights(run) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: load_file(str(run / "checkpoints" / f"{name}.safetensors")) for name in ("denoiser", "denoiser_ema")}
+
+
+@pytest.mark.slow
+def test_a_run_resumed_from_step_2_ends_bit_for_bit_as_the_whole_run(finished):
+    run = finished / "resumed"
+    shutil.copytree(finished / "run", run)
+    (run / "stages" / "train_denoiser" / "stage_state.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "train_denoiser" / "step_00000003")  # as if stopped after step 2
+    done = rae(finished, "run", "t2i.yaml", "--out", "resumed", "--stage", "train_denoiser")
+    assert done.returncode == 0 and "resumed from step 2" in done.stderr, done.stderr[-3000:]
+    whole, resumed = final_weights(finished / "run"), final_weights(run)
+    assert all(torch.equal(resumed[name][key], whole[name][key]) for name in whole for key in whole[name])
+
+
 @pytest.mark.slow
 def test_two_processes_train_what_one_trains_and_a_changed_shard_is_a_new_cache(finished):
     """The same latents, statistics and caption rows; padding to max_length gives every rank's half batch the
@@ -73,7 +90,7 @@ def test_two_processes_train_what_one_trains_and_a_changed_shard_is_a_new_cache(
     done = rae(finished, "run", "t2i.yaml", "--out", "run2", "--stage", "train_denoiser", launcher=tuple(TORCHRUN))
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((run / "latent_cache").iterdir())) == 2  # the shard's new mtime keys a new cache
-    for name in ("denoiser", "denoiser_ema"):
-        one, two = (load_file(str(path / "checkpoints" / f"{name}.safetensors")) for path in (finished / "run", run))
-        for key in one:
-            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6)
+    one, two = final_weights(finished / "run"), final_weights(run)
+    for name in one:
+        for key in one[name]:
+            torch.testing.assert_close(two[name][key], one[name][key], rtol=1e-5, atol=1e-6)
