@@ -53,7 +53,15 @@ def check_all(components: dict[str, Any], data: DataConfig, autoencoder: Autoenc
         check_image_size(components, data, issues)
     if _enabled(train_denoiser):  # it learns the data's labels
         check_num_classes(components, data, issues)
+    check_shard_prompts(data, getattr(stages, "sample", None), issues)
     check_paths(components, data, autoencoder, issues)
+
+
+def check_shard_prompts(data: DataConfig, sample: Any, issues: Issues) -> None:
+    """Shards carry captions but no classes, so sampling from a webdataset run needs its prompts."""
+    if data.source == "webdataset" and _enabled(sample) and getattr(sample, "prompts", None) is None:
+        issues.add(("stages", "sample", "prompts"), "data.source 'webdataset' has no classes to caption: give the "
+                   "prompts to sample (a list of strings)", show_value=False)
 
 
 def _enabled(settings: Any) -> bool:

@@ -127,3 +127,25 @@ def test_an_undecodable_image_names_its_sample(tmp_path) -> None:
 def test_webdataset_needs_shards() -> None:
     with pytest.raises(ValueError, match="needs shards"):
         DataConfig(source="webdataset")
+
+
+def test_sampling_a_webdataset_run_needs_prompts(shards, tmp_path) -> None:
+    from rae_framework import load_assembly
+
+    text = f"""name: wds
+components:
+  encoder: {{name: mae, preset: mae-tiny}}
+  decoder: {{name: vit, preset: vit-tiny}}
+  conditioner: {{name: text, preset: text-qwen2-tiny}}
+  denoiser: {{name: dit-dh, preset: dit-dh-text-tiny}}
+  schedule: {{name: shifted-flow}}
+  sampler: {{name: euler, preset: euler-tiny}}
+data: {{source: webdataset, shards: "{shards}", image_size: 16}}
+stages:
+  sample: {{per_class: 1}}
+"""
+    (tmp_path / "a.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"a.yaml:11: stages.sample.prompts: .*give the prompts"):
+        load_assembly(str(tmp_path / "a.yaml"))
+    (tmp_path / "b.yaml").write_text(text.replace("{per_class: 1}", '{per_class: 1, prompts: ["a one"]}'))
+    assert load_assembly(str(tmp_path / "b.yaml")).data.source == "webdataset"
