@@ -41,6 +41,8 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rae_framework.data.loading",  # planned batches from DataLoader workers
     "rae_framework.data.sample_chunks",  # one uint8 file per global sample batch (resumable sampling), grid_rows
     "rae_framework.data.captions",  # captions of training rows (the seam for captioned datasets)
+    "rae_framework.data.webdataset_index",  # tar shards of (image, caption): expansion, identity, index
+    "rae_framework.data.webdataset_images",  # the shards' samples as a dataset
     "rae_framework.files",  # atomic writes
     "rae_framework.interop",
     "rae_framework.nn",  # tensor helpers shared by component families: unpatchify, sin-cos position table

@@ -53,7 +53,15 @@ def check_all(components: dict[str, Any], data: DataConfig, autoencoder: Autoenc
         check_image_size(components, data, issues)
     if _enabled(train_denoiser):  # it learns the data's labels
         check_num_classes(components, data, issues)
+    check_shard_prompts(data, getattr(stages, "sample", None), issues)
     check_paths(components, data, autoencoder, issues)
+
+
+def check_shard_prompts(data: DataConfig, sample: Any, issues: Issues) -> None:
+    """Shards carry captions but no classes, so sampling from a webdataset run needs its prompts."""
+    if data.source == "webdataset" and _enabled(sample) and getattr(sample, "prompts", None) is None:
+        issues.add(("stages", "sample", "prompts"), "data.source 'webdataset' has no classes to caption: give the "
+                   "prompts to sample (a list of strings)", show_value=False)
 
 
 def _enabled(settings: Any) -> bool:
@@ -145,6 +153,18 @@ def looks_like_path(source: str) -> bool:
             or source.lower().endswith(WEIGHT_SUFFIXES))
 
 
+def shards_present(data: DataConfig) -> bool:
+    """Whether every shard of a webdataset source is on this machine."""
+    from rae_framework.data.webdataset_index import expand_shards
+    from rae_framework.errors import ConfigError
+
+    try:
+        expand_shards(data.shards)
+    except ConfigError:
+        return False
+    return True
+
+
 def check_paths(components: dict[str, Any], data: DataConfig, autoencoder: AutoencoderConfig,
                 issues: Issues) -> None:
     """Warn about local inputs that do not exist (yet)."""
@@ -152,6 +172,9 @@ def check_paths(components: dict[str, Any], data: DataConfig, autoencoder: Autoe
         issues.add(("data", "root"), "source 'folder' needs root: a folder of class subfolders", show_value=False)
     elif data.source == "folder" and not Path(data.root).expanduser().is_dir():
         issues.warn(("data", "root"), f"{data.root} is not a folder (yet); the stages that read data would fail")
+    elif data.source == "webdataset" and not shards_present(data):
+        issues.warn(("data", "shards"), f"{data.shards}: not every shard is here (yet); the stages that read data "
+                                        "would fail")
     if autoencoder.statistics and not Path(autoencoder.statistics).expanduser().exists():
         issues.warn(("autoencoder", "statistics"), f"{autoencoder.statistics} does not exist (yet)")
     for role, spec in components.items():

@@ -89,6 +89,11 @@ class TextConditionerConfig(ComponentConfig):
     max_length: int | None = Field(None, ge=1, description="Prompt tokens kept (longer prompts are truncated); "
                                                            "None = the tokenizer's model_max_length, capped at "
                                                            f"{DEFAULT_LENGTH_CAP} and at the model's positions.")
+    padding: Literal["longest", "max_length"] = Field(
+        "longest", description="Token length of a batch: 'longest' = its longest prompt (the least compute), "
+                               "'max_length' = always max_length, so that a row's encoding and the denoiser's "
+                               "shapes do not depend on how the global batch is split over processes (world-size "
+                               "exact text runs). SigLIP always pads to max_length, as it was trained.")
     pooling: Literal["auto", "mean", "model"] = Field(
         "auto", description="Pooled vector: 'mean' of the real (unpadded) tokens, 'model' = the model's pooled "
                             "output (CLIP, SigLIP), 'auto' = 'model' where the tower has one, else 'mean'.")

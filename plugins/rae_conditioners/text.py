@@ -53,7 +53,8 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class TextConditioner(Conditioner):
     """Prompts -> ``Conditioning(pooled (B, D), tokens (B, L, D), mask (B, L))`` in float32, L = the longest
-    prompt of the batch (at most ``max_length`` tokens). The text model is frozen and stays in eval mode."""
+    prompt of the batch (at most ``max_length`` tokens), or ``max_length`` with ``padding: max_length``.
+    The text model is frozen and stays in eval mode."""
 
     Config = TextConditionerConfig
     input_kind = "text"
@@ -87,7 +88,7 @@ class TextConditioner(Conditioner):
             raise ConfigError(f"the text conditioner takes prompts (strings), got {prompts[:3]!r}")
         device = next(self.model.parameters()).device
         # SigLIP pools its last position, so its prompts are padded to max_length as it was trained.
-        padding = "max_length" if self.config.family == "siglip" else "longest"
+        padding = "max_length" if self.config.family == "siglip" else self.config.padding
         batch = self.tokenizer(prompts, padding=padding, truncation=True, max_length=self.max_length,
                                return_tensors="pt").to(device)
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

@@ -18,10 +18,11 @@ from torch import nn
 
 from rae_framework.conditioning import Conditioning
 from rae_framework.data.cache_plan import cache_folder
-from rae_framework.data.captions import CaptionSource, class_captions
+from rae_framework.data.captions import CaptionSource, caption_source
 from rae_framework.data.datasets import BatchPlan, PlannedBatches, RankShare, build_dataset
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages
+from rae_framework.data.webdataset_index import expand_shards, shard_identity
 from rae_framework.engine import (EMA, RunState, StepDraws, TrainingJob, TrainingTask, build_optimizer, build_rae,
                                   build_scheduler, clip_gradients, denoiser_draws, encode_fn, json_sha256,
                                   module_tensors, no_sync, save_final_weights, train, unwrap, wrap_model)
@@ -199,11 +200,13 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
 
 
 def cache_key(run: RunState, flips: bool, dtype: str) -> str:
-    """What a latent cache depends on: encoder, data, autoencoder settings, statistics, flips, storage dtype
-    (not the run's seed: runs with other seeds share the cache; of the autoencoder settings, only those the
-    stage's input hash counts: eval-mode encoding never applies the decoder's training noise)."""
+    """What a latent cache depends on: encoder, data (for shards also their names, sizes and mtimes; the data
+    section names the image and caption keys), autoencoder settings, statistics, flips, storage dtype (not the
+    run's seed: runs with other seeds share the cache; of the autoencoder settings, only those the stage's input
+    hash counts: eval-mode encoding never applies the decoder's training noise)."""
     stats, data = run.record("latent_stats"), run.assembly.data
-    return json_sha256({"data": data.model_dump(exclude={"num_workers"}),
+    shards = {"shards": shard_identity(expand_shards(data.shards))} if data.source == "webdataset" else {}
+    return json_sha256({"data": data.model_dump(exclude={"num_workers"}), **shards,
                         "encoder": run.assembly.resolved()["components"]["encoder"],
                         "autoencoder": run.config_sections("train_denoiser")["autoencoder"],
                         "statistics": stats.output_hash if stats else None, "flips": flips, "dtype": dtype})
@@ -242,7 +245,7 @@ class TrainDenoiser(Stage):
         """Train the assembly's denoiser on the RAE's normalised latents; save final and EMA weights."""
         source, flips = latent_source(run, build_rae(run, trained_decoder=False), self.config)
         conditioner = run.optional("conditioner")
-        captions = (class_captions(run.assembly.data, self.config.caption_template)
+        captions = (caption_source(run.assembly.data, self.config.caption_template)
                     if getattr(conditioner, "input_kind", None) == "text" else None)
         result = train_denoiser(run.component("denoiser"), run.component("schedule"), source, self.config,
                                 TrainingJob.of(run, "train_denoiser"), flips=flips, conditioner=conditioner,

@@ -80,12 +80,17 @@ def check_space(folder: str | Path, needed: int, where: str = "stages.train_deno
                           f"disk, choose dtype bf16, flips false, or enabled false (encode on the fly)")
 
 
-def training_images(data: Any) -> int:
-    """Images in the training split of ``data`` (a DataConfig), counted without decoding or torch."""
+def training_images(data: Any) -> int | None:
+    """Images in the training split of ``data`` (a DataConfig), counted without decoding or torch; None for
+    shards not indexed yet."""
     if data.source == "digits":
         from sklearn.datasets import load_digits
 
         total = len(load_digits().target)
+    elif data.source == "webdataset":
+        total = shard_samples(data)
+        if total is None:
+            return None
     else:
         total = sum(1 for path in Path(data.root).glob("*/**/*") if path.suffix in IMAGE_SUFFIXES)
     return total - int(round(total * data.holdout_fraction))
@@ -104,6 +109,24 @@ def _matching_cache(root: Path, num_samples: int, latent_shape: tuple[int, ...],
     return False
 
 
+def shard_samples(data: Any) -> int | None:
+    """Samples of a webdataset source from its cached index; None when the shards are not indexed yet (validate
+    does not scan them: the first stage that reads the data does)."""
+    from rae_framework.data.webdataset_index import cached_index
+
+    index = cached_index(data.shards, data.image_key, data.caption_key)
+    return None if index is None else len(index)
+
+
+def _data_present(data: Any) -> bool:
+    """Whether the folder or the shards of ``data`` are on this machine."""
+    if data.source == "webdataset":
+        from rae_framework.assembly_checks import shards_present
+
+        return shards_present(data)
+    return data.source != "folder" or Path(data.root or "").is_dir()
+
+
 def latent_cache_report(assembly: Any, run_dir: str | Path) -> str | None:
     """``rae validate``'s line on the latent cache (size, folder, free space), or None without one; a
     :class:`ConfigError` when the disk lacks the space and no matching cache is there yet."""
@@ -113,10 +136,15 @@ def latent_cache_report(assembly: Any, run_dir: str | Path) -> str | None:
     config, shape, data = stage.latent_cache, tuple(assembly.latent_shape), assembly.data
     flips, root = config.uses_flips(data.horizontal_flip), cache_root(config, run_dir)
     layout = f"{'x'.join(map(str, shape))} {config.dtype}{', + flips' if flips else ''}"
-    if data.source == "folder" and not Path(data.root or "").is_dir():
+    where = {"folder": "data.root", "webdataset": "data.shards"}.get(data.source)
+    if where and not _data_present(data):
         return (f"latent cache: {human_bytes(cache_bytes(1, shape, config.dtype, flips))} per image ({layout}); "
-                f"data.root {data.root} is not on this machine, so the total is unknown")
+                f"{where} {data.root if data.source == 'folder' else data.shards} is not on this machine, so the "
+                f"total is unknown")
     images = training_images(data)
+    if images is None:
+        return (f"latent cache: {human_bytes(cache_bytes(1, shape, config.dtype, flips))} per image ({layout}); "
+                f"data.shards are not indexed yet (the first stage scans them), so the total is unknown")
     needed = cache_bytes(images, shape, config.dtype, flips)
     line = (f"latent cache: {human_bytes(needed)} ({images} images, {layout}) in {root}/, "
             f"{human_bytes(free_bytes(root))} free")

@@ -12,9 +12,17 @@ from rae_framework.config import ComponentConfig
 class DataConfig(ComponentConfig):
     """Which images to train on."""
 
-    source: Literal["digits", "folder"] = Field("digits", description="'digits' = scikit-learn's bundled 8x8 "
-                                                "digits (offline); 'folder' = class subfolders (ImageNet layout).")
+    source: Literal["digits", "folder", "webdataset"] = Field(
+        "digits", description="'digits' = scikit-learn's bundled 8x8 digits (offline); 'folder' = class subfolders "
+                              "(ImageNet layout); 'webdataset' = tar shards of (image, caption) samples.")
     root: str | None = Field(None, description="Folder of class subfolders, for source 'folder'.")
+    shards: str | list[str] | None = Field(
+        None, description="Tar shards, for source 'webdataset': a path with webdataset's brace pattern "
+                          "('data/train-{000000..000099}.tar') or a list of them.")
+    image_key: str = Field("jpg;png;webp", description="Extensions of a sample's image member, tried in order "
+                                                       "(source 'webdataset').")
+    caption_key: str = Field("txt", description="A sample's caption (source 'webdataset'): the member with this "
+                                                "extension, or 'json:FIELD' for a field of its .json member.")
     image_size: int = Field(32, gt=0, description="Side of the square images fed to the autoencoder.")
     horizontal_flip: bool = Field(False, description="Random horizontal flip (never for digits).")
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share held out for evaluation.")
@@ -27,6 +35,12 @@ class DataConfig(ComponentConfig):
                                    "the centre crop.")
     resize_to: int | None = Field(None, gt=0, description="Short side before the random crop; None = the "
                                                           "reference's 384 at 256 px, else 1.5 x image_size.")
+
+    @model_validator(mode="after")
+    def _shards_for_webdataset(self) -> DataConfig:
+        if self.source == "webdataset" and not self.shards:
+            raise ValueError("source 'webdataset' needs shards: a pattern like 'data/train-{000000..000009}.tar'")
+        return self
 
     @model_validator(mode="after")
     def _random_crop_needs_folder_and_room(self) -> DataConfig:

@@ -94,6 +94,8 @@ def class_names(config: DataConfig) -> list[str] | None:
     The engine saves them as ``RUN_DIR/classes.json`` so that labels can be given by name."""
     if config.source == "digits":
         return [str(digit) for digit in range(DigitsDataset.num_classes)]
+    if config.source == "webdataset":
+        return None  # shards of (image, caption): no classes
     root = Path(config.root) if config.root else None
     return class_folders(root) if root is not None and root.is_dir() else None
 
@@ -167,6 +169,10 @@ def dataset_size(config: DataConfig) -> int:
         from sklearn.datasets import load_digits
 
         return len(load_digits().target)
+    if config.source == "webdataset":
+        from rae_framework.data.webdataset_index import data_index
+
+        return len(data_index(config))
     return len(list_image_folder(Path(_require_root(config)))[0])
 
 
@@ -176,7 +182,7 @@ def _require_root(config: DataConfig) -> str:
     return config.root
 
 
-def build_dataset(config: DataConfig, split: str = "train") -> DigitsDataset | ImageFolderDataset:
+def build_dataset(config: DataConfig, split: str = "train") -> torch.utils.data.Dataset:
     """The ``train`` or ``holdout`` split of the configured source; the train split of a folder trains on
     random crops when ``train_transform`` is 'resize-random-crop' (plan them: ``BatchPlan(crop=True)``)."""
     if split not in ("train", "holdout"):
@@ -185,6 +191,11 @@ def build_dataset(config: DataConfig, split: str = "train") -> DigitsDataset | I
     indices = train if split == "train" else holdout
     if config.source == "digits":
         return DigitsDataset(config.image_size, indices)
+    if config.source == "webdataset":
+        from rae_framework.data.webdataset_images import WebdatasetImages
+        from rae_framework.data.webdataset_index import data_index
+
+        return WebdatasetImages(data_index(config), config.image_size, indices, config.caption_key)
     random_crop = split == "train" and config.train_transform == "resize-random-crop"
     return ImageFolderDataset(_require_root(config), config.image_size, indices, random_crop=random_crop,
                               resize_to=config.resize_to)

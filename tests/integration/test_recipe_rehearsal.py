@@ -3,12 +3,14 @@
 Only sizes shrink: the weight-bearing components (encoder, decoder, denoisers, discriminator, perceptual)
 take their '-tiny' preset (random weights, offline) and the metrics their '-tiny' variant (random features
 instead of the Inception, whose weights cannot be downloaded here); steps, batches, image sizes and sample
-counts become small; the data is a generated ImageNet-layout folder of JPEGs (10 classes) and ADM's
+counts become small; the data is a generated ImageNet-layout folder of JPEGs (10 classes), or for a
+``webdataset`` recipe tar shards of captioned digits written with webdataset's ShardWriter, and ADM's
 reference batch a generated .npz with ``arr_0`` and precomputed ``mu``/``sigma``/``mu_s``/``sigma_s``.
 Everything else is the recipe's own: its stages, their settings, the data transform, schedules, samplers,
 guidance, metric families, the checkpoints one run hands the next (``runs/...`` paths, resolved from the
 working directory as a user's would be). The chain runs in the recipes' order: stage 1, stage 2, sampling.
-One stage-2 recipe runs under ``torchrun --nproc_per_node=2`` (gloo).
+One stage-2 recipe and the text-to-image recipe run under ``torchrun --nproc_per_node=2`` (gloo); the text
+conditioner takes its tiny random Qwen2 (``text-qwen2-tiny``).
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ import yaml
 from PIL import Image
 
 from rae_framework.session import Session
+from rae_framework.testing.digit_shards import write_digit_shards
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPOSITORY / "examples" / "recipes").glob("*.yaml"))
 SIZE, CLASSES = 16, 10  # the tiny decoder's output side; the tiny denoisers' class count
-TINY_ROLES = ("encoder", "decoder", "denoiser", "guide", "discriminator", "perceptual")
+TINY_ROLES = ("encoder", "decoder", "denoiser", "guide", "discriminator", "perceptual", "conditioner")
+TINY_PRESETS = {"text": "text-qwen2-tiny"}  # components whose tiny preset is not '<name>-tiny'
+TORCHRUN_RECIPES = ("imagenet256-dit-dh-s.yaml", "t2i256-scale-rae-siglip2-qwen2.5.yaml")
 DERIVED = {"in_channels", "input_size", "token_dim", "num_patches", "latent_shape"}
 STAGE_SIZES = {
     "train_decoder": {"steps": 2, "batch_size": 4, "checkpoint_every": 1, "sample_every": 2, "eval_images": 4,
@@ -77,20 +82,28 @@ def make_adm_npz(path: Path, session: Session) -> Path:
 
 def tiny_component(spec: dict, presets: set[str]) -> dict:
     """The component on its '-tiny' preset; params that the preset or the encoder sets give way."""
-    tiny = f"{spec['name']}-tiny"
+    tiny = TINY_PRESETS.get(spec["name"], f"{spec['name']}-tiny")
     assert tiny in presets, f"no {tiny} preset to rehearse {spec}"
     params = {key: value for key, value in (spec.get("params") or {}).items() if key not in DERIVED}
     return {**spec, "preset": tiny, "params": params}
 
 
-def shrink(recipe: dict, data_root: Path, val_root: Path, npz: Path, presets: dict[str, set[str]]) -> dict:
+def shrink_data(data: dict, data_root: Path, shards: str) -> dict:
+    """The recipe's data section on the generated images: the folder, or the shards for a webdataset recipe."""
+    if data.get("source") == "webdataset":
+        return {**data, "shards": shards, "image_size": SIZE, "num_workers": 0}
+    return {**data, "root": str(data_root), "image_size": SIZE, "num_workers": 0}
+
+
+def shrink(recipe: dict, data_root: Path, val_root: Path, npz: Path, presets: dict[str, set[str]],
+           shards: str = "") -> dict:
     """The recipe with only its sizes shrunk (see the module docstring)."""
     for role, spec in recipe["components"].items():
         if role in TINY_ROLES:
             recipe["components"][role] = tiny_component(spec, presets[spec.get("kind") or role])
             if spec.get("checkpoint"):  # a kept step of a shrunk run: its save_at becomes step 1
                 recipe["components"][role]["checkpoint"] = re.sub(r"step_\d{8}", "step_00000001", spec["checkpoint"])
-    recipe["data"] = {**recipe.get("data", {}), "root": str(data_root), "image_size": SIZE, "num_workers": 0}
+    recipe["data"] = shrink_data(recipe.get("data", {}), data_root, shards)
     recipe["data"].pop("resize_to", None)  # the recipe's 384/768 -> the default 1.5 x image_size
     for name, settings in recipe.get("stages", {}).items():
         settings.update(STAGE_SIZES.get(name, {}))
@@ -122,13 +135,14 @@ def test_every_recipe_runs_end_to_end_in_miniature(tmp_path):
     presets = {kind: {preset.name for preset in session.presets.all(kind)} for kind in session.registry.kinds}
     data_root, val_root = make_folder(tmp_path / "train", 3, 0), make_folder(tmp_path / "val", 1, 1)
     npz = make_adm_npz(tmp_path / "adm_reference.npz", session)
+    shards = write_digit_shards(tmp_path / "shards", count=30, per_shard=10, size=20)
     assert len(RECIPES) >= 10
     for path in sorted(RECIPES, key=lambda recipe: (phase(recipe), recipe.name)):
-        recipe = shrink(yaml.safe_load(path.read_text()), data_root, val_root, npz, presets)
+        recipe = shrink(yaml.safe_load(path.read_text()), data_root, val_root, npz, presets, shards)
         small = tmp_path / path.name
         small.write_text(yaml.safe_dump(recipe, sort_keys=False))
         out = f"runs/{recipe['name'].replace('imagenet256-rae-', 'imagenet256-').replace('imagenet512-rae-', 'imagenet512-')}"
-        launcher = TORCHRUN if path.name == "imagenet256-dit-dh-s.yaml" else None
+        launcher = TORCHRUN if path.name in TORCHRUN_RECIPES else None
         done = cli(["run", str(small), "--out", out], tmp_path, launcher)
         assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
         check_outputs(tmp_path / out, recipe)
@@ -141,7 +155,8 @@ def check_outputs(run: Path, recipe: dict) -> None:
         assert (run / "checkpoints" / "train_denoiser" / "step_00000001" / "ema.safetensors").is_file()
     if "sample" in stages:
         with np.load(run / "samples" / "samples.npz") as samples:
-            assert samples["arr_0"].shape == (CLASSES, SIZE, SIZE, 3)
+            rows = len(stages["sample"].get("prompts") or range(CLASSES)) * stages["sample"]["per_class"]
+            assert samples["arr_0"].shape == (rows, SIZE, SIZE, 3)
     if "evaluate" in stages:
         metrics = json.loads((run / "metrics.json").read_text())
         assert len(metrics) >= len(stages["evaluate"]["metrics"]), metrics

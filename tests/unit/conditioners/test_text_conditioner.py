@@ -92,3 +92,21 @@ def test_rae_list_conditioner_shows_both(capsys) -> None:
     assert cli.main(["list", "conditioner"]) == 0
     out = capsys.readouterr().out
     assert "class-label" in out and "text" in out
+
+
+def test_max_length_padding_makes_a_row_independent_of_its_batch() -> None:
+    """With ``padding: max_length`` a rank's half of a batch encodes (and denoises) bit for bit as the rows of
+    the whole batch do; with 'longest' the halves take other lengths (here 3 vs 21 tokens)."""
+    from rae_framework.session import Session
+
+    prompts = ["ab", "cd", "a much longer prompt", "ef"]
+    longest = build()
+    assert longest.encode(prompts[:2]).tokens.shape[1] != longest.encode(prompts).tokens.shape[1]
+    conditioner = build(padding="max_length", max_length=24)
+    whole, half = conditioner.encode(prompts), conditioner.encode(prompts[:2])
+    assert whole.tokens.shape[1] == half.tokens.shape[1] == 24
+    assert torch.equal(whole.tokens[:2], half.tokens) and torch.equal(whole.pooled[:2], half.pooled)
+    denoiser = Session().build("denoiser", "dit-dh", preset="dit-dh-text-tiny").eval()
+    x, t = torch.randn(4, 8, 4, 4, generator=torch.Generator().manual_seed(0)), torch.full((4,), 0.5)
+    with torch.no_grad():
+        assert torch.equal(denoiser(x, t, whole)[:2], denoiser(x[:2], t[:2], half))
