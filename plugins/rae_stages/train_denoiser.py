@@ -18,7 +18,7 @@ from torch import nn
 
 from rae_framework.conditioning import Conditioning
 from rae_framework.data.cache_plan import cache_folder
-from rae_framework.data.captions import CaptionSource, class_captions
+from rae_framework.data.captions import CaptionSource, caption_source
 from rae_framework.data.datasets import BatchPlan, PlannedBatches, RankShare, build_dataset
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
 from rae_framework.data.loading import LoadedLatents, LoaderSettings, StackImages
@@ -242,7 +242,7 @@ class TrainDenoiser(Stage):
         """Train the assembly's denoiser on the RAE's normalised latents; save final and EMA weights."""
         source, flips = latent_source(run, build_rae(run, trained_decoder=False), self.config)
         conditioner = run.optional("conditioner")
-        captions = (class_captions(run.assembly.data, self.config.caption_template)
+        captions = (caption_source(run.assembly.data, self.config.caption_template)
                     if getattr(conditioner, "input_kind", None) == "text" else None)
         result = train_denoiser(run.component("denoiser"), run.component("schedule"), source, self.config,
                                 TrainingJob.of(run, "train_denoiser"), flips=flips, conditioner=conditioner,

@@ -1,10 +1,10 @@
 """Captions of training rows, the seam between the data and a text conditioner.
 
 A caption source maps a batch's plan items (``(dataset index, flip)``, the rows the loader fetches) and their
-class labels to one string per row. The one built now derives the caption from the class
-(:class:`ClassCaptions`, e.g. ``"a seven"`` for the digit 7), since no captioned dataset exists yet; a
-``captions.jsonl`` or webdataset source implements the same :class:`CaptionSource` by looking the items'
-dataset indices up, and the training stage does not change.
+class labels to one string per row. :func:`caption_source` picks it from the data section:
+:class:`~rae_framework.data.captions_jsonl.JsonlCaptions` when ``data.captions`` names a ``captions.jsonl``
+(looked up by the items' dataset index), else :class:`ClassCaptions` from the class (``"a seven"`` for the
+digit 7). The training stage only sees a :class:`CaptionSource`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from rae_framework.data.captions_jsonl import JsonlCaptions
 from rae_framework.data.config import DataConfig
 from rae_framework.data.datasets import class_names
 from rae_framework.errors import ConfigError
@@ -52,3 +53,10 @@ def class_captions(data: DataConfig, template: str = DEFAULT_TEMPLATE) -> ClassC
         raise ConfigError("text conditioning needs captions; this data source has no class names to derive "
                           "them from (captioned datasets are not supported yet)")
     return ClassCaptions(names, template)
+
+
+def caption_source(data: DataConfig, template: str = DEFAULT_TEMPLATE) -> CaptionSource:
+    """The captions of the training rows of ``data``: its ``captions.jsonl`` if set, else the class captions."""
+    if data.captions is not None:
+        return JsonlCaptions.of(data, "train")
+    return class_captions(data, template)

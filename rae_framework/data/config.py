@@ -27,6 +27,11 @@ class DataConfig(ComponentConfig):
                                    "the centre crop.")
     resize_to: int | None = Field(None, gt=0, description="Short side before the random crop; None = the "
                                                           "reference's 384 at 256 px, else 1.5 x image_size.")
+    captions: str | None = Field(None, description="A captions.jsonl for text conditioning, one JSON object a "
+                                 "line per image of the source: {\"index\": i, \"caption\": ...} for 'digits' "
+                                 "(i = the row of scikit-learn's digits) or {\"file\": \"class/img.png\", "
+                                 "\"caption\": ...} (relative to root) for 'folder'. None = captions from the "
+                                 "class names (caption_template).")
 
     @model_validator(mode="after")
     def _random_crop_needs_folder_and_room(self) -> DataConfig:
