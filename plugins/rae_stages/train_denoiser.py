@@ -201,9 +201,10 @@ def train_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, source: LatentSo
 def cache_key(run: RunState, flips: bool, dtype: str) -> str:
     """What a latent cache depends on: encoder, data, autoencoder settings, statistics, flips, storage dtype
     (not the run's seed: runs with other seeds share the cache; of the autoencoder settings, only those the
-    stage's input hash counts: eval-mode encoding never applies the decoder's training noise)."""
+    stage's input hash counts: eval-mode encoding never applies the decoder's training noise; not the captions:
+    the cache holds latents by dataset index, and captions are looked up by that index at every step)."""
     stats, data = run.record("latent_stats"), run.assembly.data
-    return json_sha256({"data": data.model_dump(exclude={"num_workers"}),
+    return json_sha256({"data": data.model_dump(exclude={"num_workers", "captions"}),
                         "encoder": run.assembly.resolved()["components"]["encoder"],
                         "autoencoder": run.config_sections("train_denoiser")["autoencoder"],
                         "statistics": stats.output_hash if stats else None, "flips": flips, "dtype": dtype})
