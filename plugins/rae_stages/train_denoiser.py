@@ -203,10 +203,11 @@ def cache_key(run: RunState, flips: bool, dtype: str) -> str:
     """What a latent cache depends on: encoder, data (for shards also their names, sizes and mtimes; the data
     section names the image and caption keys), autoencoder settings, statistics, flips, storage dtype (not the
     run's seed: runs with other seeds share the cache; of the autoencoder settings, only those the stage's input
-    hash counts: eval-mode encoding never applies the decoder's training noise)."""
+    hash counts: eval-mode encoding never applies the decoder's training noise; not a captions.jsonl: the cache
+    holds latents by dataset index, and captions are looked up by that index at every step)."""
     stats, data = run.record("latent_stats"), run.assembly.data
     shards = {"shards": shard_identity(expand_shards(data.shards))} if data.source == "webdataset" else {}
-    return json_sha256({"data": data.model_dump(exclude={"num_workers"}), **shards,
+    return json_sha256({"data": data.model_dump(exclude={"num_workers", "captions"}), **shards,
                         "encoder": run.assembly.resolved()["components"]["encoder"],
                         "autoencoder": run.config_sections("train_denoiser")["autoencoder"],
                         "statistics": stats.output_hash if stats else None, "flips": flips, "dtype": dtype})

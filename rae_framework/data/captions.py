@@ -1,10 +1,11 @@
 """Captions of training rows, the seam between the data and a text conditioner.
 
 A caption source maps a batch's plan items (``(dataset index, flip)``, the rows the loader fetches) and their
-class labels to one string per row. The one built now derives the caption from the class
-(:class:`ClassCaptions`, e.g. ``"a seven"`` for the digit 7); webdataset shards carry their own
-(:class:`WebdatasetCaptions`, read from the same samples as the images). :func:`caption_source` picks the one
-of the data, and the training stage does not change.
+class labels to one string per row. :func:`caption_source` picks it from the data section: webdataset shards
+carry their own (:class:`WebdatasetCaptions`, read from the same samples as the images);
+:class:`~rae_framework.data.captions_jsonl.JsonlCaptions` when ``data.captions`` names a ``captions.jsonl``
+(looked up by the items' dataset index); else :class:`ClassCaptions` from the class (``"a seven"`` for the
+digit 7). The training stage only sees a :class:`CaptionSource`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from rae_framework.data.captions_jsonl import JsonlCaptions
 from rae_framework.data.config import DataConfig
 from rae_framework.data.datasets import class_names
 from rae_framework.errors import ConfigError
@@ -78,7 +80,10 @@ def webdataset_captions(data: DataConfig) -> WebdatasetCaptions:
 
 
 def caption_source(data: DataConfig, template: str = DEFAULT_TEMPLATE) -> CaptionSource:
-    """The captions of training rows: the shards' own for webdataset, else from the class names."""
+    """The captions of training rows: the shards' own for webdataset, the data's ``captions.jsonl`` if set, else
+    from the class names."""
     if data.source == "webdataset":
         return webdataset_captions(data)
+    if data.captions is not None:
+        return JsonlCaptions.of(data, "train")
     return class_captions(data, template)

@@ -35,11 +35,19 @@ class DataConfig(ComponentConfig):
                                    "the centre crop.")
     resize_to: int | None = Field(None, gt=0, description="Short side before the random crop; None = the "
                                                           "reference's 384 at 256 px, else 1.5 x image_size.")
+    captions: str | None = Field(None, description="A captions.jsonl for text conditioning, one JSON object a "
+                                 "line per image of the source: {\"index\": i, \"caption\": ...} for 'digits' "
+                                 "(i = the row of scikit-learn's digits) or {\"file\": \"class/img.png\", "
+                                 "\"caption\": ...} (relative to root) for 'folder'. None = captions from the "
+                                 "class names (caption_template).")
 
     @model_validator(mode="after")
     def _shards_for_webdataset(self) -> DataConfig:
         if self.source == "webdataset" and not self.shards:
             raise ValueError("source 'webdataset' needs shards: a pattern like 'data/train-{000000..000009}.tar'")
+        if self.source == "webdataset" and self.captions is not None:
+            raise ValueError("source 'webdataset' reads each sample's caption from its shard (caption_key); "
+                             "captions (a captions.jsonl) is for 'digits' and 'folder' data")
         return self
 
     @model_validator(mode="after")
