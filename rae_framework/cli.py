@@ -321,12 +321,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_assembly = _engine_runner()
     out_dir = Path(args.out) if args.out else Path("runs") / assembly.name
     result = run_assembly(assembly, out_dir, resume=not args.fresh, stages=args.stages)
-    print(f"run '{assembly.name}' finished: {out_dir} (ran: {', '.join(result.ran) or 'nothing'}; "
-          f"up to date: {', '.join(result.skipped) or 'nothing'})")
-    for name, path in result.outputs.items():
-        print(f"  {name}: {path}")
-    for name, value in sorted(result.metrics.items()):
-        print(f"  metric {name} = {value:.6g}")
+    print(result.report(f"run '{assembly.name}' finished"))
     return EXIT_OK
 
 

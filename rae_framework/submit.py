@@ -227,7 +227,7 @@ def run_locally(run: SubmittedRun, folder: Path, resources: Resources, max_timeo
         raise
     except UncompletedJobError as error:  # FailedJobError too: a task raised, or the job never finished
         raise _job_failure(str(error), folder / f"{job.job_id}_0_log.err") from None
-    _print_result(result)
+    print(result.report("run finished"))
     return 0
 
 
@@ -241,11 +241,3 @@ def _job_failure(message: str, log: Path) -> RAEError:
         return PreemptedError(f"the job stopped: {last.split(': ', 1)[1]}; log: {log}")
     return RAEError(f"the job failed: {last}; log: {log}")
 
-
-def _print_result(result) -> None:
-    print(f"run finished: {result.out_dir} (ran: {', '.join(result.ran) or 'nothing'}; "
-          f"up to date: {', '.join(result.skipped) or 'nothing'})")
-    for name, path in result.outputs.items():
-        print(f"  {name}: {path}")
-    for name, value in sorted(result.metrics.items()):
-        print(f"  metric {name} = {value:.6g}")

@@ -42,6 +42,14 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)  # output name -> file, of the stages that ran or were up to date
 
+    def report(self, title: str) -> str:
+        """``<title>: <out_dir> (ran: ...; up to date: ...)``, then a line per output file and per metric."""
+        lines = [f"{title}: {self.out_dir} (ran: {', '.join(self.ran) or 'nothing'}; "
+                 f"up to date: {', '.join(self.skipped) or 'nothing'})"]
+        lines += [f"  {name}: {path}" for name, path in self.outputs.items()]
+        lines += [f"  metric {name} = {value:.6g}" for name, value in sorted(self.metrics.items())]
+        return "\n".join(lines)
+
 
 def selected_stages(assembly, stages: list[str] | None) -> list[str]:
     """Enabled stages of the assembly in run order, restricted to ``stages`` when given."""

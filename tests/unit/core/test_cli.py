@@ -82,14 +82,14 @@ def test_unknown_stage_is_invalid_input_and_debug_works_after_the_command(fake_c
 
 def test_run_hands_the_assembly_to_the_engine_and_reports_what_it_did(fake_cli, assembly_file, monkeypatch,
                                                                       tmp_path, capsys):
-    from types import SimpleNamespace
+    from rae_framework.engine.runner import RunResult
 
     calls = []
 
     def engine(*args, **kwargs):
         calls.append((args, kwargs))
-        return SimpleNamespace(ran=["sample"], skipped=["train_denoiser"], metrics={"fid": 3.25},
-                               outputs={"samples": tmp_path / "o" / "samples" / "samples.npz"})
+        return RunResult(args[1], ran=["sample"], skipped=["train_denoiser"], metrics={"fid": 3.25},
+                         outputs={"samples": tmp_path / "o" / "samples" / "samples.npz"})
 
     monkeypatch.setattr(cli, "_engine_runner", lambda: engine)
     assert cli.main(["run", str(assembly_file), "--out", str(tmp_path / "o"), "--set", "seed=9"]) == 0
