@@ -94,14 +94,29 @@ def slurm_incarnation(environ=os.environ) -> tuple[str | None, int]:
     return job, restart
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of process ``pid`` in clock ticks after boot (``/proc/<pid>/stat`` field 22), or None
-    where ``/proc`` does not tell; it tells a reused pid from the process that held a lock."""
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after "pid (comm)" (state first), or None where ``/proc`` does not
+    tell."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # fields after "pid (comm)": state is 3rd, starttime 22nd
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks after boot (``/proc/<pid>/stat`` field 22), or None
+    where ``/proc`` does not tell; it tells a reused pid from the process that held a lock."""
+    fields = _proc_stat_fields(pid)
+    return None if fields is None else int(fields[19])  # state is field 3, starttime field 22
+
+
+def process_has_exited(pid: int) -> bool:
+    """Whether ``pid`` is a zombie (``Z``) or dead (``X``): it has ended, but its parent has not reaped it
+    yet. Where the parent died too (a killed torchrun), the worker is reparented to pid 1, and a container's
+    pid 1 may never reap it, so the zombie would otherwise hold its lock for ever."""
+    fields = _proc_stat_fields(pid)
+    return fields is not None and fields[0] in ("Z", "X")
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,8 @@ class Holder:
             return True
         except PermissionError:  # another user's process runs with that pid
             pass
+        if process_has_exited(self.pid):
+            return True
         start = process_start_ticks(self.pid)
         return self.process_start is not None and start is not None and start != self.process_start
 

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rae_framework.engine.run_lock import process_has_exited
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
 
 
@@ -41,9 +43,21 @@ def interrupted(assembly: Path, out: Path, number: int, ready: Callable[[], bool
     while not ready() and process.poll() is None:
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be interrupted"
-    for pid in process_tree(process.pid) if number == signal.SIGKILL else [process.pid]:
+    targets = process_tree(process.pid) if number == signal.SIGKILL else [process.pid]
+    for pid in targets:
         os.kill(pid, number)
-    return process.wait(timeout=300), process.communicate(timeout=60)[1]
+    code, stderr = process.wait(timeout=300), process.communicate(timeout=60)[1]
+    if number == signal.SIGKILL:  # a dead node's processes are gone before anything reruns
+        wait_until_exited(targets)
+    return code, stderr
+
+
+def wait_until_exited(pids: list[int], timeout_s: float = 60.0) -> None:
+    """Wait until every pid is gone or a zombie (its orphans are reaped by pid 1, if ever)."""
+    deadline = time.monotonic() + timeout_s
+    while any(Path(f"/proc/{pid}").exists() and not process_has_exited(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"killed processes {pids} still run after {timeout_s} s"
+        time.sleep(0.01)
 
 
 def finished_run(assembly: Path, out: Path) -> str:

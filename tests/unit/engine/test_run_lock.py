@@ -18,7 +18,7 @@ from rae_framework.assembly import load_assembly
 from rae_framework.cli import main
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.run_lock import (LOCK_NAME, Holder, LockTimes, RunLock, _break, hold_run_lock, look,
-                                           process_start_ticks)
+                                           process_has_exited, process_start_ticks)
 from rae_framework.engine.run_state import RunState, StageRecord
 from rae_framework.errors import ConfigError, RunDirectoryLockedError
 from rae_framework.sweep import expand, run_point
@@ -103,6 +103,26 @@ def test_the_lock_of_a_killed_process_is_taken_over_and_the_console_says_so(tmp_
     console = capsys.readouterr().err
     assert f"took over the lock of run directory {tmp_path}" in console
     assert f"pid {dead.pid}" in console and f"its process {dead.pid} no longer runs" in console
+
+
+def test_an_unreaped_zombie_does_not_keep_its_lock(tmp_path, capsys):
+    """A killed torchrun's workers are reparented to pid 1, which in a container may never reap them: the
+    zombie keeps its pid and start time, yet it has ended."""
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        zombie = replace(Holder.this_process(), pid=process.pid, process_start=process_start_ticks(process.pid))
+        os.kill(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not process_has_exited(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process_has_exited(process.pid) and process_start_ticks(process.pid) == zombie.process_start
+        write_lock(tmp_path, zombie)
+        with RunLock.acquire(tmp_path, FAST):
+            pass
+        assert f"its process {process.pid} no longer runs" in capsys.readouterr().err
+    finally:
+        process.wait()
+    assert not process_has_exited(os.getpid())
 
 
 def test_a_reused_pid_does_not_keep_a_dead_holders_lock(tmp_path):
