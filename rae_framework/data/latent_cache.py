@@ -5,10 +5,11 @@ flipped image ``i``) in the storage dtype (float32, float16, or bfloat16 kept as
 ``labels.npy`` int64 ``(N,)`` and ``meta.json`` (key, dtype, counts). Stage 2 reads batches by
 ``(index, flip)`` and never runs the encoder.
 
-Building is atomic and safe when runs race: one builder holds ``.<name>.lock`` (created exclusively,
-refreshed while it works), encodes into ``.<name>.building`` with all its ranks (each a contiguous shard,
-images loaded by DataLoader workers) and renames that to the final folder; any other run waits for the
-folder to appear, or takes over a lock that has not been refreshed for :data:`STALE_LOCK_SECONDS`. Where
+Building is atomic and safe when runs race: one builder holds ``.<name>.lock`` (a
+:class:`~rae_framework.engine.run_lock.RunLock`: created exclusively, with a heartbeat), encodes into
+``.<name>.building`` with all its ranks (each a contiguous shard, images loaded by DataLoader workers) and
+renames that to the final folder; any other run waits for the folder to appear, or takes over the lock once
+its builder has died (at once on the same machine, after ``RAE_LOCK_STALE_S`` from another). Where
 the folder lives and how big it gets: :mod:`rae_framework.data.cache_plan`.
 
 The latents file is allocated in full before encoding starts, so a disk that is (or becomes) too small fails
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,10 +34,10 @@ from rae_framework.data.cache_plan import cache_bytes, check_space
 from rae_framework.data.loading import Items, LoaderSettings, StackImages, planned_loader, to_device
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import progress
+from rae_framework.engine.run_lock import LockTimes, RunLock
 from rae_framework.files import FULL_DISK_ERRNOS, full_disk_reported
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [0, 1] -> latents (B, C, h, w)
-STALE_LOCK_SECONDS = 600.0  # a builder refreshes its lock at least this often
 POLL_SECONDS = 2.0
 NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16, "bf16": np.int16}  # bf16: raw bits
 
@@ -99,23 +99,6 @@ class LatentCache:
         return latents.float(), labels
 
 
-def _claim(lock: Path) -> bool:
-    """Create ``lock`` exclusively (True: this process builds); take over a lock left stale by a dead builder."""
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            stale = time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS
-        except FileNotFoundError:  # released meanwhile
-            return False
-        if stale:
-            lock.unlink(missing_ok=True)
-        return False
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
-    return True
-
-
 def _agree(value: bool, context: DistContext) -> bool:
     """Rank 0's ``value`` on every rank."""
     if not context.enabled:
@@ -124,33 +107,46 @@ def _agree(value: bool, context: DistContext) -> bool:
     return bool(context.all_reduce_sum(flag).item() > 0)
 
 
-def acquire_or_wait(folder: Path, key: str, context: DistContext) -> bool:
-    """True when this run must build ``folder`` (it holds the lock); False once another run has built it."""
-    lock = folder.with_name(f".{folder.name}.lock")
+def _try_lock(folder: Path) -> RunLock | None:
+    """The builder's lock ``.<name>.lock`` beside ``folder``, or None while a live builder holds it (a dead
+    builder's lock is taken over: see :mod:`rae_framework.engine.run_lock`)."""
+    taken = RunLock.take(folder.with_name(f".{folder.name}.lock"), LockTimes.from_environment(),
+                         f"latent cache {folder}")
+    return taken if isinstance(taken, RunLock) else None
+
+
+@contextmanager
+def _builder(folder: Path, key: str, context: DistContext) -> Iterator[bool]:
+    """True when this run must build ``folder`` (rank 0 holding the builder's lock for the block); False once
+    another run has built it. Waits meanwhile."""
     while True:
-        done = _agree(context.is_main and LatentCache.is_complete(folder, key), context)
-        if done:
-            return False
-        if _agree(context.is_main and _claim(lock), context):
-            return True
+        if _agree(context.is_main and LatentCache.is_complete(folder, key), context):
+            yield False
+            return
+        lock = _try_lock(folder) if context.is_main else None
+        if _agree(lock is not None, context):
+            try:
+                yield True
+            finally:
+                if lock is not None:
+                    lock.release()
+            return
         time.sleep(POLL_SECONDS)
 
 
 def _encode_rows(encode: EncodeFn, dataset, rows: range, num_samples: int, batch_size: int, dtype: str,
-                 target: np.ndarray, settings: LoaderSettings, device: torch.device, lock: Path | None) -> None:
+                 target: np.ndarray, settings: LoaderSettings, device: torch.device, show_progress: bool) -> None:
     """Encode cache ``rows`` (row ``r`` = image ``r % N``, flipped when ``r >= N``) into ``target``."""
     chunks = [range(start, min(start + batch_size, rows.stop)) for start in range(rows.start, rows.stop, batch_size)]
     plans = [[(row % num_samples, row >= num_samples) for row in chunk] for chunk in chunks]
     loader = planned_loader(StackImages(dataset), plans, settings)
-    bar = progress(len(rows), "latent cache", enabled=lock is not None)
+    bar = progress(len(rows), "latent cache", enabled=show_progress)
     for chunk, (_, images, _) in zip(chunks, loader):
         latents = encode(to_device(images, device))  # (b, C, h, w), on the device while workers load ahead
         if tuple(latents.shape[1:]) != target.shape[1:]:
             raise ValueError(f"encoder produced latents {tuple(latents.shape[1:])}, expected {target.shape[1:]}")
         target[chunk.start:chunk.stop] = to_storage(latents.float(), dtype)
         bar.update(len(chunk))
-        if lock is not None:
-            os.utime(lock)  # heartbeat: the lock is not stale while we work
     bar.close()
 
 
@@ -201,33 +197,36 @@ def build_latent_cache(folder: str | Path, encode: EncodeFn, dataset, *, latent_
     """The cache of ``key`` in ``folder``: reused when another run built it, else encoded once (see above)."""
     context, folder = context or DistContext(), Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    if not acquire_or_wait(folder, key, context):
-        return LatentCache(folder)
-    lock, temp = folder.with_name(f".{folder.name}.lock"), folder.with_name(f".{folder.name}.building")
-    total = len(dataset) * (2 if flips else 1)
-    try:
-        with full_disk_reported(folder.parent, f"the latent cache {folder.name}"), \
-                _removed_on_error(temp, context.is_main):
-            if context.is_main:
-                check_space(folder.parent, cache_bytes(len(dataset), latent_shape, dtype, flips))
-                _start_build(temp, dataset, total, latent_shape, dtype)
-            context.barrier()
-            target = np.load(temp / "latents.npy", mmap_mode="r+")
-            share = -(-total // context.world_size)
-            rows = range(min(total, context.rank * share), min(total, (context.rank + 1) * share))
-            _encode_rows(encode, dataset, rows, len(dataset), batch_size, dtype, target,
-                         loader or LoaderSettings(), context.device, lock if context.is_main else None)
-            target.flush()
-            del target
-            context.barrier()
-            if context.is_main:
-                _finish_build(temp, folder, {"key": key, "flips": flips, "num_samples": len(dataset),
-                                             "dtype": dtype, "latent_shape": list(latent_shape)})
-    finally:
-        if context.is_main:
-            lock.unlink(missing_ok=True)
+    with _builder(folder, key, context) as must_build:
+        if must_build:
+            _build(folder, encode, dataset, latent_shape, flips, key, batch_size, context, dtype,
+                   loader or LoaderSettings())
     context.barrier()
     return LatentCache(folder)
+
+
+def _build(folder: Path, encode: EncodeFn, dataset, latent_shape: tuple[int, int, int], flips: bool, key: str,
+           batch_size: int, context: DistContext, dtype: str, loader: LoaderSettings) -> None:
+    """Encode the cache into ``.<name>.building`` with every rank, then move it into place (rank 0)."""
+    temp = folder.with_name(f".{folder.name}.building")
+    total = len(dataset) * (2 if flips else 1)
+    with full_disk_reported(folder.parent, f"the latent cache {folder.name}"), \
+            _removed_on_error(temp, context.is_main):
+        if context.is_main:
+            check_space(folder.parent, cache_bytes(len(dataset), latent_shape, dtype, flips))
+            _start_build(temp, dataset, total, latent_shape, dtype)
+        context.barrier()
+        target = np.load(temp / "latents.npy", mmap_mode="r+")
+        share = -(-total // context.world_size)
+        rows = range(min(total, context.rank * share), min(total, (context.rank + 1) * share))
+        _encode_rows(encode, dataset, rows, len(dataset), batch_size, dtype, target, loader, context.device,
+                     context.is_main)
+        target.flush()
+        del target
+        context.barrier()
+        if context.is_main:
+            _finish_build(temp, folder, {"key": key, "flips": flips, "num_samples": len(dataset),
+                                         "dtype": dtype, "latent_shape": list(latent_shape)})
 
 
 def _labels(dataset) -> list[int]:

@@ -267,11 +267,12 @@ def _refusal(path: Path, seen: SeenLock, times: LockTimes) -> RunDirectoryLocked
 
 
 class RunLock:
-    """The lock of one run directory, held by this process; a heartbeat thread keeps it fresh until
-    :meth:`release`. Use :meth:`acquire` (or :func:`hold_run_lock`) to take one."""
+    """The lock of one run directory (or of another shared folder, such as a latent cache being built), held
+    by this process; a heartbeat thread keeps it fresh until :meth:`release`. Use :meth:`acquire` (or
+    :func:`hold_run_lock`) to take a run directory's, :meth:`take` for any other."""
 
-    def __init__(self, path: Path, holder: Holder, descriptor: int, times: LockTimes) -> None:
-        self.path, self.holder, self.times = path, holder, times
+    def __init__(self, path: Path, holder: Holder, descriptor: int, times: LockTimes, what: str) -> None:
+        self.path, self.holder, self.times, self.what = path, holder, times, what
         self._descriptor = descriptor
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"rae-lock-heartbeat {path}", daemon=True)
@@ -284,28 +285,37 @@ class RunLock:
         times = times or LockTimes.from_environment()
         path = Path(run_dir) / LOCK_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
+        taken = cls.take(path, times, f"run directory {path.parent}")
+        if isinstance(taken, SeenLock):
+            raise _refusal(path, taken, times)
+        return taken
+
+    @classmethod
+    def take(cls, path: Path, times: LockTimes, what: str) -> RunLock | SeenLock:
+        """The lock file ``path`` (of ``what``, for the console) taken by this process, a stale one taken
+        over with a warning; or, while a live holder keeps it, that lock as seen."""
         holder, taken_over, seen = Holder.this_process(), None, None
         for _ in range(ATTEMPTS):
             descriptor = _create(path, holder)
             if descriptor is not None:
                 if taken_over is not None:
-                    print(f"warning: took over the lock of run directory {path.parent} from {taken_over[0]}: "
-                          f"{taken_over[1]}", file=sys.stderr, flush=True)
-                return cls(path, holder, descriptor, times)
+                    print(f"warning: took over the lock of {what} from {taken_over[0]}: {taken_over[1]}",
+                          file=sys.stderr, flush=True)
+                return cls(path, holder, descriptor, times, what)
             seen = look(path)
             if seen is None:
                 continue  # released between our two looks
             reason = seen.stale_reason(times)
             if reason is None:
-                raise _refusal(path, seen, times)
+                return seen
             if _break(path, seen):
                 taken_over = (seen.who(), reason)
             else:
                 time.sleep(RETRY_S)
         raise RunDirectoryLockedError(
-            f"run directory {path.parent}: could not take its lock {path} after {ATTEMPTS} tries: other "
-            f"processes are taking, releasing or breaking it (last seen: {seen.who() if seen else 'none'}). "
-            f"If a '{LOCK_NAME}.break-*' file stays there with no process running, delete it and {path}")
+            f"{what}: could not take its lock {path} after {ATTEMPTS} tries: other processes are taking, "
+            f"releasing or breaking it (last seen: {seen.who() if seen else 'none'}). If a "
+            f"'{path.name}.break-*' file stays there with no process running, delete it and {path}")
 
     def held(self) -> bool:
         """Whether the lock file at :attr:`path` is still the one this process created."""
@@ -318,7 +328,7 @@ class RunLock:
     def _beat(self) -> None:
         while not self._stop.wait(self.times.heartbeat_s):
             if not self.held():
-                print(f"warning: lost the lock of run directory {self.path.parent}: {self.path} was removed or "
+                print(f"warning: lost the lock of {self.what}: {self.path} was removed or "
                       f"taken over (this process's heartbeat stalled for more than {STALE_ENV}="
                       f"{self.times.stale_s:g} s?); two processes may now write into it", file=sys.stderr,
                       flush=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections import namedtuple
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from rae_framework import files
 from rae_framework.data import cache_plan, latent_cache
 from rae_framework.data.cache_plan import LatentCacheConfig, cache_bytes, cache_folder, check_space
 from rae_framework.data.latent_cache import LatentCache, build_latent_cache
+from rae_framework.engine.run_lock import Holder, process_start_ticks
 from rae_stages.configs import TrainDenoiserStage
 from rae_framework.errors import ConfigError
 
@@ -96,11 +99,27 @@ def test_racing_runs_build_once_and_both_read_the_result(tmp_path, monkeypatch):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["shared"]  # no lock or temp folder left
 
 
-def test_a_stale_lock_of_a_dead_builder_is_taken_over(tmp_path, monkeypatch):
+def test_the_lock_of_a_dead_builder_is_taken_over_at_once(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(latent_cache, "POLL_SECONDS", 0.01)
     lock = tmp_path / ".c.lock"
-    lock.write_text("host 1 0\n")
-    old = time.time() - latent_cache.STALE_LOCK_SECONDS - 5
+    builder = subprocess.Popen(["sleep", "60"])
+    lock.write_text(replace(Holder.this_process(), pid=builder.pid,
+                            process_start=process_start_ticks(builder.pid)).to_text())
+    builder.kill()
+    builder.wait()
+    encoder = CountingEncoder()
+    build(tmp_path / "c", encoder)
+    assert encoder.images == 12 and not lock.exists()
+    assert f"took over the lock of latent cache {tmp_path / 'c'}" in capsys.readouterr().err
+
+
+def test_an_unreadable_lock_is_taken_over_once_its_heartbeat_is_stale(tmp_path, monkeypatch):
+    monkeypatch.setattr(latent_cache, "POLL_SECONDS", 0.01)
+    monkeypatch.setenv("RAE_LOCK_STALE_S", "5")
+    monkeypatch.setenv("RAE_LOCK_HEARTBEAT_S", "1")
+    lock = tmp_path / ".c.lock"
+    lock.write_text("host 1 0\n")  # the format of earlier versions, or a half-written record
+    old = time.time() - 10
     os.utime(lock, (old, old))
     encoder = CountingEncoder()
     build(tmp_path / "c", encoder)
