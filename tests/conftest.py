@@ -10,3 +10,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from rae_framework import compat  # noqa: E402  (must run before torchvision is first imported)
 
 compat.ensure_torchvision_importable()
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, each worker's torch gets its share of the cores instead of all of them (the
+    workers run side by side; two torch pools of every core would oversubscribe the machine)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
