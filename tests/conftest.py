@@ -20,3 +20,14 @@ def pytest_configure(config) -> None:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The files with the longest end-to-end tests first (stable otherwise): under ``--dist loadfile`` a long
+    file handed out last would run alone at the end while the other workers idle. A slow test counts its
+    ``@pytest.mark.slow(seconds=...)`` estimate (default 10 s), any other test nothing."""
+    seconds: dict = {}
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        seconds[item.path] = seconds.get(item.path, 0) + (marker.kwargs.get("seconds", 10) if marker else 0)
+    items.sort(key=lambda item: -seconds[item.path])

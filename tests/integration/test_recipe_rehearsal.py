@@ -129,7 +129,7 @@ def cli(args: list[str], cwd: Path, launcher: list[str] | None = None) -> subpro
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100)  # twelve runs: started first under xdist (tests/conftest.py)
 def test_every_recipe_runs_end_to_end_in_miniature(tmp_path):
     session = Session()
     presets = {kind: {preset.name for preset in session.presets.all(kind)} for kind in session.registry.kinds}
