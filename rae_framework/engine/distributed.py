@@ -6,6 +6,7 @@ global batch (see :class:`rae_framework.data.datasets.BatchPlan`), statistics an
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from dataclasses import dataclass
@@ -81,7 +82,16 @@ def init_distributed(device: torch.device | None = None) -> DistContext:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend, timeout=timedelta(minutes=30))
+        atexit.register(leave_process_group)
     return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+def leave_process_group() -> None:
+    """Destroy the process group (at exit, registered by :func:`init_distributed`). Left to the interpreter's
+    finalisation, gloo's threads were destroyed while joinable, and a rank that had finished its work aborted
+    with "terminate called without an active exception" (SIGABRT), failing the torchrun job."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def wrap_model(model: nn.Module, context: DistContext) -> nn.Module:
