@@ -12,8 +12,7 @@ every stage:
   checkpoint), the task's update, logging every ``log_every`` steps (the loss, the task's scalars, the learning
   rate), the task's periodic work, the checkpoint (rank 0 writes, every rank waits), the progress line and
   the ``on_step`` hook;
-- preemption: on SIGTERM, SIGUSR1 or SIGUSR2 every rank finishes its step, the ranks agree (in the divergence
-  check's all-reduce, so a step costs one host sync for both), rank 0 checkpoints
+- preemption: on SIGTERM, SIGUSR1 or SIGUSR2 every rank finishes its step, the ranks agree, rank 0 checkpoints
   that step (whatever ``checkpoint_every`` says) and the run stops with :class:`~rae_framework.errors.PreemptedError`.
 
 A checkpoint holds ``<name>.safetensors`` per module of :meth:`TrainingTask.checkpoint_modules` and, in
@@ -82,12 +81,12 @@ def train(task: TrainingTask, settings: TrainingStageConfig, job: TrainingJob) -
             for batch in task.batches(task.state.step):
                 if task.state.step >= settings.steps:
                     break
-                loss = train_step(task, batch, settings, job, manager, notice)
+                loss = train_step(task, batch, settings, job, manager)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 bar.update(1)
                 if job.on_step is not None:
                     job.on_step(task.state.step, loss)
-                if notice.stop_agreed:
+                if notice.agreed(job.context):
                     stop_preempted(task, settings, job, manager, notice)
     finally:
         bar.close()
@@ -103,7 +102,6 @@ class PreemptionNotice:
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self.stop_agreed = False  # set by check_finite: the ranks agreed on a notice with this step's loss
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> PreemptionNotice:
@@ -138,11 +136,10 @@ def stop_preempted(task: TrainingTask, settings: TrainingStageConfig, job: Train
 
 
 def train_step(task: TrainingTask, batch: Any, settings: TrainingStageConfig, job: TrainingJob,
-               manager: CheckpointManager, notice: PreemptionNotice | None = None) -> float:
-    """One optimiser step of ``task`` with its divergence check, logging, periodic work and checkpoint; with
-    a ``notice``, the ranks also agree whether to stop after this step (see :func:`check_finite`)."""
+               manager: CheckpointManager) -> float:
+    """One optimiser step of ``task`` with its divergence check, logging, periodic work and checkpoint."""
     loss, logged = task.loss(batch)
-    check_finite(loss, task.state.step, job, manager, notice)
+    check_finite(loss, task.state.step, job, manager)
     logged = {"loss": float(loss.detach()), **logged, **task.update(batch, loss)}
     task.state.step += 1
     step = task.state.step
@@ -156,18 +153,10 @@ def train_step(task: TrainingTask, batch: Any, settings: TrainingStageConfig, jo
     return logged["loss"]
 
 
-def check_finite(loss: torch.Tensor, step: int, job: TrainingJob, manager: CheckpointManager,
-                 notice: PreemptionNotice | None = None) -> None:
-    """Raise :class:`TrainingDivergedError` on every rank when the loss of any rank is not finite. With a
-    ``notice``, the same all-reduce (one host sync per step, not two) sets ``notice.stop_agreed`` when any
-    rank has received a signal so far; a signal that arrives later in this step is agreed on at the next."""
-    noticed = notice is not None and notice.received is not None
-    flags = torch.stack([torch.isfinite(loss.detach()).float().reshape(()),
-                         torch.tensor(float(noticed), device=loss.device)])  # (2,): finite, noticed
-    finite, noticed_anywhere = job.context.all_reduce_sum(flags).tolist()
-    if notice is not None:
-        notice.stop_agreed = noticed_anywhere > 0
-    if int(finite) == job.context.world_size:
+def check_finite(loss: torch.Tensor, step: int, job: TrainingJob, manager: CheckpointManager) -> None:
+    """Raise :class:`TrainingDivergedError` on every rank when the loss of any rank is not finite."""
+    finite = job.context.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))
+    if int(finite.item()) == job.context.world_size:
         return
     last = manager.latest()
     raise TrainingDivergedError(
