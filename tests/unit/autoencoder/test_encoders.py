@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
+from quick import quickly
 
 from rae_framework import Session
 from rae_framework.errors import ConfigError, WeightsNotFoundError
@@ -54,18 +53,15 @@ def test_frozen_and_always_eval(built):
 
 def test_build_is_fast(session):
     session.build("encoder", "dinov2", preset="dinov2-tiny")  # imports done
-    started = time.perf_counter()
-    session.build("encoder", "dinov2", preset="dinov2-tiny")
-    assert time.perf_counter() - started < 1.0
+    with quickly():
+        session.build("encoder", "dinov2", preset="dinov2-tiny")
 
 
 def test_missing_weights_offline_fail_fast(session, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     session.build("encoder", "dinov2", preset="dinov2-tiny")  # library imports done
-    started = time.perf_counter()
-    with pytest.raises(WeightsNotFoundError, match="no-such-org/dinov2-missing"):
+    with quickly(), pytest.raises(WeightsNotFoundError, match="no-such-org/dinov2-missing"):
         session.build("encoder", "dinov2", {"size": "s", "weights": "no-such-org/dinov2-missing"})
-    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize("name,preset,repo", [("timm", "timm-dinov2-b-reg", "timm/vit_base_patch14_reg4_dinov2"),
@@ -75,10 +71,8 @@ def test_real_presets_without_download_fail_fast(session, monkeypatch, name, pre
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     params = {**session.resolve_params("encoder", name, preset=preset), "allow_download": False}
     session.build("encoder", name, preset=TINY[name])  # library imports done
-    started = time.perf_counter()
-    with pytest.raises(WeightsNotFoundError, match=repo):
+    with quickly(), pytest.raises(WeightsNotFoundError, match=repo):
         session.build("encoder", name, params)
-    assert time.perf_counter() - started < 1.0
 
 
 def test_missing_local_file_names_it(session, tmp_path):
