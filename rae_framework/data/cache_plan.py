@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from rae_framework.config import ComponentConfig
+from rae_framework.data.digits import load_digit_arrays
 from rae_framework.errors import ConfigError
 from rae_framework.files import free_bytes, human_bytes
 
@@ -84,9 +85,7 @@ def training_images(data: Any) -> int | None:
     """Images in the training split of ``data`` (a DataConfig), counted without decoding or torch; None for
     shards not indexed yet."""
     if data.source == "digits":
-        from sklearn.datasets import load_digits
-
-        total = len(load_digits().target)
+        total = len(load_digit_arrays()[1])
     elif data.source == "webdataset":
         total = shard_samples(data)
         if total is None:

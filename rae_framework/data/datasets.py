@@ -18,6 +18,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from rae_framework.data.cache_plan import IMAGE_SUFFIXES
+from rae_framework.data.digits import load_digit_arrays
 from rae_framework.data.config import DataConfig
 from rae_framework.errors import ConfigError
 
@@ -64,11 +65,9 @@ class DigitsDataset(torch.utils.data.Dataset):
     random_crop = False  # items are (index, flip): no crops to plan
 
     def __init__(self, image_size: int, indices: np.ndarray | None = None) -> None:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images = torch.from_numpy(digits.images.astype(np.float32) / 16.0)  # (N, 8, 8) in [0, 1]
-        labels = torch.from_numpy(digits.target.astype(np.int64))
+        images, labels = load_digit_arrays()
+        images = torch.from_numpy(images.astype(np.float32) / 16.0)  # (N, 8, 8) in [0, 1]
+        labels = torch.from_numpy(labels)
         keep = torch.from_numpy(indices) if indices is not None else torch.arange(len(labels))
         self.images, self.labels, self.image_size = images[keep], labels[keep], image_size
 
@@ -166,9 +165,7 @@ def split_indices(total: int, holdout_fraction: float) -> tuple[np.ndarray, np.n
 def dataset_size(config: DataConfig) -> int:
     """Number of images of the whole source (before the split)."""
     if config.source == "digits":
-        from sklearn.datasets import load_digits
-
-        return len(load_digits().target)
+        return len(load_digit_arrays()[1])
     if config.source == "webdataset":
         from rae_framework.data.webdataset_index import data_index
 

@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rae_framework.data.digits import load_digit_arrays
+
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def digit_samples(count: int, size: int = 16) -> list[tuple[np.ndarray, str]]:
     """The first ``count`` digits as ``(uint8 (size, size, 3), caption)``."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    images, labels = load_digit_arrays()
     samples = []
-    for image, label in zip(digits.images[:count], digits.target[:count]):
+    for image, label in zip(images[:count], labels[:count]):
         pixels = Image.fromarray((image * (255 / 16)).astype(np.uint8)).resize((size, size), Image.BILINEAR)
         samples.append((np.stack([np.asarray(pixels)] * 3, axis=-1), f"a {DIGIT_WORDS[int(label)]}"))
     return samples
