@@ -443,6 +443,11 @@ def load_checkpoint_into(component: Any, path: str, where: str) -> None:
     if not hasattr(component, "load_state_dict"):
         raise ConfigError(f"{where}: {type(component).__name__} has no weights to load")
     try:
-        component.load_state_dict(load_file(path), strict=True)
+        state = load_file(path)
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own types for a cut or corrupted file
+        raise ConfigError(f"{where}: {path} is not a readable safetensors file ({type(error).__name__}: "
+                          f"{error})") from None
+    try:
+        component.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ConfigError(f"{where}: {path} does not fit {type(component).__name__}: {error}") from None

@@ -33,6 +33,7 @@ from rae_framework.engine import (DistContext, RunState, build_rae, generate_bat
                                   statistics_file, write_npz)
 from rae_framework.engine.distributed import default_device
 from rae_framework.errors import ConfigError
+from rae_framework.files import file_sha256
 from rae_framework.interop.import_run import IMPORTED_ASSEMBLY
 from rae_framework.registry import did_you_mean
 
@@ -124,12 +125,21 @@ def run_output(run: RunState, name: str) -> tuple[str, Path] | None:
 
 
 def _existing(run: RunState, name: str) -> tuple[str, Path] | None:
-    """:func:`run_output`, with a missing file as a ConfigError naming it and the stage that writes it."""
+    """:func:`run_output`, with a missing file, or one whose bytes differ from those its stage recorded
+    (flipped bits, a copy cut short, an overwrite), as a ConfigError naming it and the stage that writes it:
+    damaged weights are never loaded."""
     found = run_output(run, name)
-    if found is not None and not found[1].is_file():
-        stage, path = found
-        raise ConfigError(f"{path}: missing; the run's {stage} stage writes it (run it with "
-                          f"'rae run ASSEMBLY --out {run.out_dir} --stage {stage}')")
+    if found is None:
+        return None
+    stage, path = found
+    rerun = f"'rae run ASSEMBLY --out {run.out_dir} --stage {stage}'"
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; the run's {stage} stage writes it (run it with {rerun})")
+    record = run.record(stage)
+    recorded = record.outputs.get(str(path.relative_to(run.out_dir))) if record is not None else None
+    if recorded is not None and file_sha256(path) != recorded:
+        raise ConfigError(f"{path}: damaged or changed since the {stage} stage wrote it (its sha256 differs from "
+                          f"the one in {run.record_path(stage)}); restore the file, or write it again with {rerun}")
     return found
 
 

@@ -155,10 +155,14 @@ class RunState:
         path = self.record_path(stage)
         return StageRecord(**json.loads(path.read_text())) if path.is_file() else None
 
+    def changed_outputs(self, record: StageRecord) -> list[str]:
+        """The outputs the record names (relative paths) that are missing or no longer have the recorded hash."""
+        return [name for name, digest in record.outputs.items()
+                if not (self.out_dir / name).is_file() or file_sha256(self.out_dir / name) != digest]
+
     def outputs_exist(self, record: StageRecord) -> bool:
         """Whether every output the record names is still on disk with the recorded hash."""
-        return all((self.out_dir / name).is_file() and file_sha256(self.out_dir / name) == digest
-                   for name, digest in record.outputs.items())
+        return not self.changed_outputs(record)
 
     def write_record(self, record: StageRecord) -> None:
         """Atomically write a stage record."""

@@ -138,11 +138,15 @@ def _run_locked(assembly, out_dir: Path, chosen: list[str], resume: bool, contex
 def _run_stage(name: str, state: RunState, result: RunResult) -> None:
     key, spec, logger = state.input_hash(name), state.spec(name), state.logger
     record = state.record(name)
-    if state.resume and record is not None and record.input_hash == key and state.outputs_exist(record):
-        logger.info(f"{name}: skipped, outputs up to date (input hash {key[:12]})")
-        result.skipped.append(name)
-        _collect_outputs(state, spec, result)
-        return
+    if state.resume and record is not None and record.input_hash == key:
+        changed = state.changed_outputs(record)
+        if not changed:
+            logger.info(f"{name}: skipped, outputs up to date (input hash {key[:12]})")
+            result.skipped.append(name)
+            _collect_outputs(state, spec, result)
+            return
+        logger.warning(f"{name}: finished before, but since then {', '.join(changed)} went missing or changed (sha256 "
+                       f"differs from {state.record_path(name)}): the stage runs again to write it")
     if spec.resumable:
         state.invalidate_stale_checkpoints(name, key, logger, fresh=not state.resume)
     logger.info(f"{name}: starting - {spec.summary} (input hash {key[:12]})")

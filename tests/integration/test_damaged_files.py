@@ -1,6 +1,7 @@
 """Damaged files and full disks through the CLI: a cut latest checkpoint is named, set aside and the run resumes
 from the previous one; a full disk at a checkpoint exits 1 naming the folder and its free space, the previous
-checkpoint stays good, and the rerun with space finishes. Both end with the clean run's weights, bit for bit."""
+checkpoint stays good, and the rerun with space finishes; a stage output changed after its stage finished is
+named and written again from the last checkpoint. All end with the clean run's weights, bit for bit."""
 
 from __future__ import annotations
 
@@ -73,6 +74,24 @@ def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one(tmp_path, c
     assert f"WARNING train_denoiser: checkpoint step 6 is damaged: {cut} is truncated" in rerun.stderr
     assert "train_denoiser: resumed from step 4" in rerun.stderr and "Traceback" not in rerun.stderr
     assert (steps / "step_00000006.damaged" / "model.safetensors").stat().st_size == cut_size  # kept as it was
+    assert_clean_weights(out, clean)
+
+
+@pytest.mark.slow
+def test_a_damaged_stage_output_is_named_and_written_again_from_the_last_checkpoint(tmp_path, clean_run):
+    assembly, clean = clean_run
+    out = tmp_path / "run"
+    shutil.copytree(clean, out)
+    damaged = out / "checkpoints" / "denoiser_ema.safetensors"
+    data = bytearray(damaged.read_bytes())
+    data[-5] ^= 0x10  # a flipped bit in the weights: the file still parses, only its recorded sha256 tells
+    damaged.write_bytes(bytes(data))
+
+    rerun = run(assembly, out)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert ("WARNING train_denoiser: finished before, but since then checkpoints/denoiser_ema.safetensors went "
+            "missing or changed") in rerun.stderr
+    assert "train_denoiser: resumed from step 6" in rerun.stderr and "latent_stats: skipped" in rerun.stderr
     assert_clean_weights(out, clean)
 
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 import rae_framework
 from rae_framework import cli
 from rae_framework.engine import DistContext, RunState, module_tensors
+from rae_framework.engine.run_state import StageRecord
 from rae_framework.errors import ConfigError
 
 ASSEMBLY = """
@@ -62,6 +63,9 @@ def run_dir(tmp_path_factory) -> Path:
     shape = assembly.latent_shape
     save_file({"mean": torch.randn(shape, generator=generator), "var": torch.rand(shape, generator=generator) + 0.5},
               str(run / "checkpoints" / "latent_stats.safetensors"))
+    for stage, output in (("train_decoder", "decoder_ema"), ("train_denoiser", "denoiser_ema"),
+                          ("latent_stats", "latent_stats")):  # the records of the stages that wrote them
+        state.write_record(StageRecord.create(stage, "written-by-the-fixture", [state.output_path(output)], run))
     return run
 
 
@@ -184,6 +188,30 @@ def test_missing_weights_name_the_file_and_the_stage(run_dir, tmp_path, missing,
         rae_framework.load_run(run, device="cpu")
 
 
+def _damaged(run_dir: Path, tmp_path: Path, name: str, how: str) -> Path:
+    """A copy of the run whose output ``name`` has one byte flipped (the header still parses: only a checksum
+    tells) or is cut to half its size."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    data = bytearray((run / name).read_bytes())
+    if how == "flipped":
+        data[-5] ^= 0x10
+    else:
+        del data[len(data) // 2:]
+    (run / name).write_bytes(bytes(data))
+    return run
+
+
+@pytest.mark.parametrize("how", ["flipped", "cut"])
+@pytest.mark.parametrize(("damaged", "stage"), [("checkpoints/denoiser_ema.safetensors", "train_denoiser"),
+                                                ("checkpoints/decoder_ema.safetensors", "train_decoder"),
+                                                ("checkpoints/latent_stats.safetensors", "latent_stats")])
+def test_damaged_weights_are_refused_naming_the_file_and_the_stage(run_dir, tmp_path, damaged, stage, how):
+    run = _damaged(run_dir, tmp_path, damaged, how)
+    with pytest.raises(ConfigError, match=f"{damaged}: damaged or changed since the {stage} stage wrote it"):
+        rae_framework.load_run(run, device="cpu")
+
+
 def test_an_untrained_component_without_checkpoint_is_an_error(run_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
@@ -288,6 +316,14 @@ def test_cli_missing_weights_exit_2_naming_file_and_stage(run_dir, tmp_path, cap
     assert cli.main(["sample", str(run), "--labels", "1", "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err
     assert "denoiser_ema.safetensors: missing; the run's train_denoiser stage writes it" in err
+
+
+def test_cli_damaged_weights_exit_2_naming_file_and_stage(run_dir, tmp_path, capsys):
+    run = _damaged(run_dir, tmp_path, "checkpoints/denoiser_ema.safetensors", "flipped")
+    assert cli.main(["sample", str(run), "--labels", "1", "--out", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err
+    assert "denoiser_ema.safetensors: damaged or changed since the train_denoiser stage wrote it" in err
+    assert "Traceback" not in err and not (tmp_path / "g.png").exists()
 
 
 def test_load_run_and_sample_help_do_not_import_torch():

@@ -31,9 +31,13 @@ def test_the_checkpoint_is_loaded_into_the_built_component(tmp_path):
     assert _assembly(tmp_path, tmp_path / "trained.safetensors").to_yaml().count("trained.safetensors") == 1
 
 
-def test_a_missing_or_mismatched_checkpoint_is_a_config_error_naming_the_path(tmp_path):
+def test_a_missing_mismatched_or_cut_checkpoint_is_a_config_error_naming_the_path(tmp_path):
     with pytest.raises(rae_framework.ConfigError, match="components.denoiser.checkpoint: .*does not exist"):
         _assembly(tmp_path, tmp_path / "none.safetensors").build("denoiser")
     save_file({"unrelated": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(rae_framework.ConfigError, match="components.denoiser.checkpoint: .*does not fit"):
         _assembly(tmp_path, tmp_path / "other.safetensors").build("denoiser")
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "other.safetensors").read_bytes()[:20])
+    with pytest.raises(rae_framework.ConfigError,
+                       match=r"components.denoiser.checkpoint: .*cut.safetensors is not a readable safetensors file"):
+        _assembly(tmp_path, tmp_path / "cut.safetensors").build("denoiser")
