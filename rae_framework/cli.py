@@ -222,7 +222,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError("sample: name an output: --out FILE (grid PNG) and/or --npz FILE (ADM layout)")
     if (args.labels is None) == (args.prompts is None):
         raise ConfigError("sample: give --labels (a class run) or --prompt (a text run), one of the two")
+    from rae_framework.files import check_output_file
     from rae_framework.pipeline import load_run, save_samples
+
+    for option, path in (("--out", args.out), ("--npz", args.npz)):
+        if path is not None:
+            check_output_file(path, option)
 
     pipe = load_run(args.run_dir, device=args.device, local_files_only=args.offline)
     if pipe.takes_prompts != (args.prompts is not None):

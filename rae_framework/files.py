@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rae_framework.errors import DiskFullError
+from rae_framework.errors import ConfigError, DiskFullError
 
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error shows an errno
@@ -43,6 +43,22 @@ def fsync_path(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def not_a_folder_on_the_way(path: Path) -> Path | None:
+    """The first of ``path``'s parents (nearest first) that exists and is not a folder, or None."""
+    return next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+
+
+def check_output_file(path: str | Path, option: str) -> None:
+    """``path`` can be written as a file: it is no folder and no parent of it is a file (ConfigError naming
+    ``option``, before any work is done whose result would be lost)."""
+    path = Path(path)
+    blocking = not_a_folder_on_the_way(path)
+    if blocking is not None:
+        raise ConfigError(f"{option} {path}: {blocking} exists and is not a folder; choose another path")
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; name a file to write")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

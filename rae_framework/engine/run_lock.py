@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rae_framework.errors import ConfigError, RAEError, RunDirectoryLockedError
-from rae_framework.files import full_disk_reported
+from rae_framework.files import full_disk_reported, not_a_folder_on_the_way
 
 LOCK_NAME = ".rae.lock"
 HEARTBEAT_ENV, STALE_ENV = "RAE_LOCK_HEARTBEAT_S", "RAE_LOCK_STALE_S"
@@ -284,7 +284,7 @@ class RunLock:
         :class:`RunDirectoryLockedError` naming the holder when it is held, without writing anything."""
         times = times or LockTimes.from_environment()
         path = Path(run_dir) / LOCK_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_run_directory(path.parent)
         taken = cls.take(path, times, f"run directory {path.parent}")
         if isinstance(taken, SeenLock):
             raise _refusal(path, taken, times)
@@ -353,6 +353,14 @@ class RunLock:
 
 
 SHARED_ERRORS = (RunDirectoryLockedError, ConfigError)  # re-raised as such on the other ranks; others as RAEError
+
+
+def make_run_directory(run_dir: Path) -> None:
+    """Create ``run_dir`` (and its parents); a file where a folder must be is a :class:`ConfigError` naming it."""
+    blocking = run_dir if run_dir.exists() and not run_dir.is_dir() else not_a_folder_on_the_way(run_dir)
+    if blocking is not None:
+        raise ConfigError(f"run directory {run_dir}: {blocking} exists and is not a folder; choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 @contextmanager

@@ -25,12 +25,25 @@ EXPORT_FORMATS = ("diffusers",)
 DEFAULT_LICENSE = "mit"
 
 
-def check_target(out_dir: Path, force: bool) -> None:
-    """``OUT_DIR`` must be absent or an empty folder, unless ``force`` (then it is replaced at the end)."""
+def check_target(out_dir: Path, run_dir: Path, force: bool) -> None:
+    """``OUT_DIR`` must be absent or an empty folder, unless ``force`` (then it is replaced at the end), and
+    apart from the run directory: neither it, inside it nor above it (``--force`` would have removed the run)."""
+    relation = _relation(out_dir.resolve(), run_dir.resolve())
+    if relation:
+        raise ConfigError(f"{out_dir}: {relation} the run directory {run_dir}; export to a folder apart from it")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ConfigError(f"{out_dir}: not empty; choose another OUT_DIR or pass --force to replace it")
+
+
+def _relation(out_path: Path, run_path: Path) -> str | None:
+    """How the resolved ``out_path`` overlaps the run directory ``run_path``: 'is', 'inside', 'holds' or None."""
+    if out_path == run_path:
+        return "is"
+    if run_path in out_path.parents:
+        return "inside"
+    return "holds" if out_path in run_path.parents else None
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, export_format: str = "diffusers", force: bool = False,
@@ -42,7 +55,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, export_format: str =
     if export_format not in EXPORT_FORMATS:
         raise ConfigError(f"--format {export_format!r}: expected one of {', '.join(EXPORT_FORMATS)}")
     out_dir = Path(out_dir)
-    check_target(out_dir, force)
+    check_target(out_dir, Path(run_dir), force)
     pipe = load_run_dir(Path(run_dir), "cpu")
     check_exportable(pipe)
     partial = out_dir.absolute().with_name(f".{out_dir.absolute().name}.partial{os.getpid()}")  # beside OUT_DIR

@@ -80,6 +80,27 @@ def test_unknown_stage_is_invalid_input_and_debug_works_after_the_command(fake_c
     assert "--stage sampel: unknown stage. Did you mean 'sample'?" in err and "Traceback" in err
 
 
+@pytest.mark.parametrize("out", ["taken", "taken/run"])
+def test_a_file_where_the_run_directory_goes_exits_2_and_is_left_alone(fake_cli, assembly_file, tmp_path, out,
+                                                                       capsys):
+    (tmp_path / "taken").write_text("keep me")
+    assert cli.main(["run", str(assembly_file), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert f"run directory {tmp_path / out}: {tmp_path / 'taken'} exists and is not a folder; choose another --out" \
+        in err and "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("option", "target", "message"), [
+    ("--npz", "folder", "is a folder; name a file to write"),
+    ("--out", "taken/grid.png", "exists and is not a folder; choose another path")])
+def test_sample_refuses_an_unwritable_output_before_it_loads_the_run(tmp_path, option, target, message, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "taken").write_text("keep me")
+    code = cli.main(["sample", str(tmp_path / "no-run"), "--labels", "1", option, str(tmp_path / target)])
+    assert code == 2 and f"{option} {tmp_path / target}: " in (err := capsys.readouterr().err) and message in err
+
+
 def test_run_hands_the_assembly_to_the_engine_and_reports_what_it_did(fake_cli, assembly_file, monkeypatch,
                                                                       tmp_path, capsys):
     from rae_framework.engine.runner import RunResult

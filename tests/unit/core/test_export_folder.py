@@ -14,14 +14,27 @@ from rae_framework.interop.model_card import render_card
 
 
 def test_target_must_be_absent_or_empty_unless_forced(tmp_path):
-    check_target(tmp_path / "new", force=False)
-    check_target(tmp_path, force=False)  # empty
-    (tmp_path / "file").write_text("x")
+    out_dir, run_dir = tmp_path / "out", tmp_path / "run"
+    check_target(out_dir, run_dir, force=False)  # absent
+    out_dir.mkdir()
+    check_target(out_dir, run_dir, force=False)  # empty
+    (out_dir / "file").write_text("x")
     with pytest.raises(ConfigError, match="not empty; choose another OUT_DIR or pass --force"):
-        check_target(tmp_path, force=False)
-    check_target(tmp_path, force=True)
+        check_target(out_dir, run_dir, force=False)
+    check_target(out_dir, run_dir, force=True)
     with pytest.raises(ConfigError, match="is not a folder"):
-        check_target(tmp_path / "file", force=True)
+        check_target(out_dir / "file", run_dir, force=True)
+
+
+@pytest.mark.parametrize(("target", "relation"), [("run", "is"), ("run/export", "inside"), (".", "holds"),
+                                                  ("run/../run", "is")])
+def test_the_run_directory_itself_is_never_a_target_even_forced(tmp_path, monkeypatch, target, relation):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "assembly.yaml").write_text("name: t\n")
+    with pytest.raises(ConfigError, match=f"{relation} the run directory run; export to a folder apart from it"):
+        export_run("run", target, force=True)
+    assert (tmp_path / "run" / "assembly.yaml").read_text() == "name: t\n"
 
 
 def test_unknown_format_is_refused_before_anything_is_read(tmp_path):
