@@ -92,13 +92,30 @@ def _trained_denoiser(state: RunState):
 
 
 def device_of(device: str | torch.device | None) -> torch.device:
-    """``device`` as a torch device (None: CUDA when available, else CPU); a bad name is a ConfigError."""
+    """``device`` as a torch device (None: CUDA when available, else CPU); a bad name, or a device this
+    machine does not have, is a ConfigError."""
     if device is None:
         return default_device()
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except RuntimeError:
         raise ConfigError(f"device {device!r}: not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    missing = _missing_device(chosen)
+    if missing:
+        raise ConfigError(f"device {device!r}: {missing}; choose another (cpu works everywhere)")
+    return chosen
+
+
+def _missing_device(device: torch.device) -> str | None:
+    """Why ``device`` cannot be used on this machine, or None when it can."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"no CUDA device here (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "no MPS device here"
+    return None
 
 
 def _run_assembly(run_dir: Path):
