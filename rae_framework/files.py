@@ -7,6 +7,9 @@ Native writers hide the ``OSError``: ``torch.save`` to a file object raises a ``
 it, safetensors raises ``SafetensorError("... (os error 28)")``, and ``np.save`` into a file raises
 ``OSError("98304 requested and 65408 written")`` without an errno (a short write to a regular file: the disk or
 the quota is full); :func:`full_disk_errno` finds all three.
+
+Reading a tensor file a user names goes through :func:`read_tensor_file`, so that a missing, truncated or
+foreign file is a :class:`~rae_framework.errors.ConfigError` naming it, never a reader's own exception.
 """
 
 from __future__ import annotations
@@ -59,6 +62,32 @@ def check_output_file(path: str | Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: {blocking} exists and is not a folder; choose another path")
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; name a file to write")
+
+
+def read_tensor_file(path: str | Path, what: str) -> dict:
+    """The dict of tensors in ``path`` (safetensors by its suffix, else ``torch.load(weights_only=True)``: no
+    pickled code runs); a missing file, one that does not parse, or one that holds no dict is a ConfigError
+    naming the file and ``what`` it should be (e.g. "reference checkpoint")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path}: " + ("is a folder; name a file" if path.is_dir() else "not found"))
+    try:
+        data = _read_tensors(path)
+    except Exception as error:  # noqa: BLE001 - safetensors, pickle and zip readers each raise their own types
+        kind = "safetensors file" if path.suffix == ".safetensors" else "PyTorch file (torch.save, weights only)"
+        raise ConfigError(f"{what} {path}: not a readable {kind} ({type(error).__name__}: {error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: expected a dict of tensors, got {type(data).__name__}")
+    return data
+
+
+def _read_tensors(path: Path) -> object:
+    import torch
+    from safetensors.torch import load_file
+
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

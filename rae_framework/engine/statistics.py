@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from rae_framework.errors import ConfigError
-from rae_framework.files import atomic_write
+from rae_framework.files import atomic_write, read_tensor_file
 
 
 class LatentStatistics:
@@ -93,13 +93,7 @@ def save_statistics(path: str | Path, mean: torch.Tensor | None, var: torch.Tens
 
 def load_statistics(path: str | Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``(mean, var)`` from a safetensors file or a reference ``.pt`` stat file; a missing entry is None."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"latent statistics file not found: {path}")
-    if path.suffix == ".safetensors":
-        tensors = load_file(str(path))
-    else:
-        tensors = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(tensors, dict) or not {"mean", "var"} & set(tensors):
+    tensors = read_tensor_file(path, "latent statistics file")
+    if not {"mean", "var"} & set(tensors):
         raise ConfigError(f"{path}: a statistics file holds 'mean' and/or 'var'")
     return tensors.get("mean"), tensors.get("var")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rae_framework.errors import ConfigError, RAEError
+from rae_framework.files import read_tensor_file
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
@@ -116,15 +117,21 @@ def hub_source(repo_id: str, subfolder: str | None, revision: str | None, offlin
     return DiffusersSource(model_folder(snapshot, subfolder), described, snapshot.name, hint)
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; unreadable JSON, or JSON that is no object, is a ConfigError naming it."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"rae import: {path}: not a readable JSON file ({error})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"rae import: {path}: expected a JSON object, got {type(document).__name__}")
+    return document
+
+
 def read_config(source: DiffusersSource) -> dict[str, Any]:
     """``config.json`` as a dict; a field this framework cannot express is a ConfigError naming it."""
     path = source.file(CONFIG_FILE)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"rae import: {path}: not a readable JSON config ({error})") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"rae import: {path}: expected a JSON object, got {type(config).__name__}")
+    config = read_json_object(path)
     if config.get("_class_name", CLASS_NAME) != CLASS_NAME:
         raise ConfigError(f"rae import: {path}: field '_class_name' is {config['_class_name']!r}; only a diffusers "
                           f"{CLASS_NAME} can be imported (for a pipeline, the folder holding vae/)")
@@ -136,16 +143,14 @@ def read_config(source: DiffusersSource) -> dict[str, Any]:
 
 
 def read_state_dict(source: DiffusersSource) -> dict[str, Any]:
-    """The weights: one safetensors file, or the shards an index names (each must be present)."""
-    from safetensors.torch import load_file
-
+    """The weights: one safetensors file, or the shards an index names (each must be present and readable)."""
     if not (source.folder / WEIGHTS_FILE).is_file() and (source.folder / INDEX_FILE).is_file():
-        weight_map = json.loads(source.file(INDEX_FILE).read_text(encoding="utf-8")).get("weight_map", {})
+        weight_map = read_json_object(source.file(INDEX_FILE)).get("weight_map", {})
         state: dict[str, Any] = {}
         for shard in sorted(set(weight_map.values())):
-            state.update(load_file(str(source.file(shard))))
+            state.update(read_tensor_file(source.file(shard), "rae import: weights shard"))
         return state
-    return load_file(str(source.file(WEIGHTS_FILE)))
+    return read_tensor_file(source.file(WEIGHTS_FILE), "rae import: weights file")
 
 
 def expected_keys(config: Mapping[str, Any], where: str) -> set[str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rae_framework.errors import ConfigError
+from rae_framework.files import atomic_write_text, read_tensor_file
 
 IMPORTED_ASSEMBLY = "imported.yaml"
 STATISTICS_FILE = "latent_stats.safetensors"
@@ -43,18 +44,6 @@ class OfficialFiles:
         """Component role -> file, for the files given (statistics excluded)."""
         return {item.name: getattr(self, item.name) for item in fields(self)
                 if item.name != "stats" and getattr(self, item.name) is not None}
-
-
-def read_reference_file(path: Path) -> Mapping[str, Any]:
-    """A reference ``.pt`` file (``torch.load(weights_only=True)``: no pickled code runs)."""
-    import torch
-
-    if not path.is_file():
-        raise ConfigError(f"reference file not found: {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a dict of tensors, got {type(data).__name__}")
-    return data
 
 
 def decoder_state_dict(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -81,28 +70,24 @@ def load_role_weights(role: str, component: Any, data: Mapping[str, Any], source
     component.load_state_dict(weights, strict=True)
 
 
-def import_weights(assembly: Any, files: OfficialFiles, checkpoints: Path) -> dict[str, Path]:
-    """Build each role of ``files`` from ``assembly``, load its reference file, write ``<role>_ema.safetensors``."""
+def loaded_roles(assembly: Any, files: OfficialFiles) -> dict[str, Any]:
+    """Each role of ``files`` built from ``assembly`` with its reference weights loaded; nothing is written, so
+    a file that does not fit its role stops the import before the run directory is touched."""
+    loaded = {}
+    for role, source in files.roles().items():
+        loaded[role] = assembly.build(role)
+        load_role_weights(role, loaded[role], read_tensor_file(source, f"{role} file"), str(source))
+    return loaded
+
+
+def write_weights(loaded: Mapping[str, Any], checkpoints: Path) -> dict[str, Path]:
+    """``checkpoints/<role>_ema.safetensors`` for each loaded role; role -> the file written."""
     from rae_framework.engine.checkpoints import module_tensors, save_weights
 
-    written = {}
-    for role, source in files.roles().items():
-        component = assembly.build(role)
-        load_role_weights(role, component, read_reference_file(source), str(source))
-        written[role] = checkpoints / f"{role}_ema.safetensors"
+    written = {role: checkpoints / f"{role}_ema.safetensors" for role in loaded}
+    for role, component in loaded.items():
         save_weights(written[role], module_tensors(component))
     return written
-
-
-def import_statistics(source: Path, checkpoints: Path) -> Path:
-    """``stat.pt`` -> ``latent_stats.safetensors`` (only the entries it holds: the released DINOv2-B file has
-    ``var`` alone, which the RAE reads as mean 0)."""
-    from rae_framework.engine.statistics import load_statistics, save_statistics
-
-    mean, var = load_statistics(source)
-    path = checkpoints / STATISTICS_FILE
-    save_statistics(path, mean, var)
-    return path
 
 
 def import_official_run(assembly_path: str | Path, files: OfficialFiles, out_dir: str | Path,
@@ -111,20 +96,23 @@ def import_official_run(assembly_path: str | Path, files: OfficialFiles, out_dir
     with each imported role's ``checkpoint`` (and ``autoencoder.statistics``) pointing at them; returns it."""
     from rae_framework.assembly import load_assembly
     from rae_framework.engine.run_lock import hold_run_lock
+    from rae_framework.engine.statistics import load_statistics, save_statistics
 
     if not files.roles() and files.stats is None:
         raise ConfigError("import-official: name at least one file (--decoder, --stats, --denoiser, --guide)")
     roles = files.roles()
     unbound = [f"components.{role}.checkpoint=null" for role in roles]  # build fresh, then load the import
     assembly = load_assembly(assembly_path, [*overrides, *unbound])
+    loaded = loaded_roles(assembly, files)
+    statistics = load_statistics(files.stats) if files.stats is not None else None  # (mean, var)
     checkpoints = Path(out_dir) / "checkpoints"
     with hold_run_lock(out_dir):  # a writer of the run directory, as `rae run` is
         checkpoints.mkdir(parents=True, exist_ok=True)
-        bound = [f"components.{role}.checkpoint={path}" for role, path in import_weights(assembly, files,
-                                                                                        checkpoints).items()]
-        if files.stats is not None:
-            bound.append(f"autoencoder.statistics={import_statistics(files.stats, checkpoints)}")
+        bound = [f"components.{role}.checkpoint={path}" for role, path in write_weights(loaded, checkpoints).items()]
+        if statistics is not None:
+            # only the entries stat.pt holds: the released DINOv2-B file has ``var`` alone (mean 0 for the RAE)
+            save_statistics(checkpoints / STATISTICS_FILE, *statistics)
+            bound.append(f"autoencoder.statistics={checkpoints / STATISTICS_FILE}")
         imported = load_assembly(assembly_path, [*overrides, *bound])  # validated again, now with the files
-        path = Path(out_dir) / IMPORTED_ASSEMBLY
-        path.write_text(imported.to_yaml(), encoding="utf-8")
+        path = atomic_write_text(Path(out_dir) / IMPORTED_ASSEMBLY, imported.to_yaml())
     return path

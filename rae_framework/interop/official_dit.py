@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rae_framework.errors import ConfigError
+from rae_framework.files import read_tensor_file
 
 # The reference constructors' defaults (the released checkpoints' configs override most of them).
 LIGHTNING_DIT_DEFAULTS: Mapping[str, Any] = MappingProxyType({
@@ -129,12 +130,7 @@ def load_official_checkpoint(target: str, params: Mapping[str, Any], path: str |
 
     ``use_ema`` picks the ``"ema"`` weights (what the reference samples with), else ``"model"``.
     """
-    import torch
-
     from rae_framework.interop import load_official
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"reference checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_tensor_file(path, "reference checkpoint")
     return load_official(target, dict(params), checkpoint_state_dict(checkpoint, use_ema))

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from rae_framework.errors import ConfigError
+from rae_framework.files import read_tensor_file
 from rae_framework.interop.official_dit import check_state_dict, strip_wrapper_prefixes
 
 ENCODER_CLASSES = {"Dinov2withNorm": "dinov2", "SigLIP2wNorm": "siglip2", "MAEwNorm": "mae"}
@@ -213,10 +214,7 @@ def load_rae(params: Mapping[str, Any], state_dict: Mapping[str, Any] | None = N
 
 def load_decoder_checkpoint(params: Mapping[str, Any], path: str | Path) -> Any:
     """The reference decoder file ``model.pt`` (flat GeneralDecoder state dict) as our ``vit`` decoder."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"decoder checkpoint not found: {path}")
-    return load_general_decoder(params, torch.load(path, map_location="cpu", weights_only=True))
+    return load_general_decoder(params, read_tensor_file(path, "decoder checkpoint"))
 
 
 

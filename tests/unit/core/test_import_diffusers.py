@@ -164,6 +164,23 @@ def test_a_missing_file_is_named_with_its_folder(pipeline_folder, tmp_path, caps
     assert not (tmp_path / "run").exists()
 
 
+def test_cut_weights_are_named_and_nothing_is_written(pipeline_folder, tmp_path, capsys):
+    weights = pipeline_folder / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # a download cut short
+    assert main(["import", str(pipeline_folder), "--out", str(tmp_path / "run"), "--set", "data.root=/x"]) == 2
+    err = capsys.readouterr().err
+    assert f"weights file {weights}: not a readable safetensors file" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unreadable_shard_index_is_named(pipeline_folder, tmp_path, capsys):
+    vae = pipeline_folder / "vae"
+    (vae / "diffusion_pytorch_model.safetensors").rename(vae / "diffusion_pytorch_model-00001-of-00001.safetensors")
+    (vae / "diffusion_pytorch_model.safetensors.index.json").write_text("{not json")
+    assert main(["import", str(pipeline_folder), "--out", str(tmp_path / "run"), "--set", "data.root=/x"]) == 2
+    assert "diffusion_pytorch_model.safetensors.index.json: not a readable JSON file" in capsys.readouterr().err
+
+
 def test_weights_that_do_not_fit_the_config_name_the_keys(pipeline_folder, tmp_path):
     weights = pipeline_folder / "vae" / "diffusion_pytorch_model.safetensors"
     state = load_file(str(weights))

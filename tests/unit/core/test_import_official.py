@@ -105,3 +105,49 @@ def test_cli_imports_and_reports_a_file_that_does_not_fit(reference_files, tmp_p
     code = main(["import-official", str(assembly_path), "--out", str(out), "--denoiser", str(tmp_path / "model.pt")])
     assert code == 2 and "missing" in capsys.readouterr().err
     assert main(["import-official", str(assembly_path), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("option", ["--decoder", "--stats", "--denoiser", "--guide"])
+@pytest.mark.parametrize("content, expected", [
+    (b"\xff" * 64, "not a readable PyTorch file"),  # neither a zip nor a legacy pickle
+    (b"name: not-a-checkpoint\n", "not a readable PyTorch file"),  # the assembly passed by mistake
+    (None, "not found"),
+])
+def test_an_unreadable_reference_file_is_exit_2_naming_it(reference_files, tmp_path, capsys, option, content,
+                                                          expected):
+    assembly_path, _ = reference_files
+    bad = tmp_path / "bad.pt"
+    if content is not None:
+        bad.write_bytes(content)
+    out = tmp_path / "run"
+    assert main(["import-official", str(assembly_path), "--out", str(out), option, str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert str(bad) in error and expected in error and "Traceback" not in error
+    assert not out.exists()  # refused before the run directory is made
+
+
+def test_a_bad_file_among_good_ones_writes_nothing(reference_files, tmp_path):
+    assembly_path, _ = reference_files
+    (tmp_path / "bad.pt").write_bytes(b"\xff" * 64)
+    out = tmp_path / "run"
+    assert main(["import-official", str(assembly_path), "--out", str(out), "--decoder", str(tmp_path / "model.pt"),
+                 "--stats", str(tmp_path / "stat.pt"), "--denoiser", str(tmp_path / "denoiser.pt"),
+                 "--guide", str(tmp_path / "bad.pt")]) == 2
+    assert not out.exists()
+
+
+def test_a_damaged_safetensors_statistics_file_names_itself(reference_files, tmp_path, capsys):
+    assembly_path, _ = reference_files
+    bad = tmp_path / "stats.safetensors"
+    bad.write_bytes(b"\x00" * 7 + b"\xff" * 9)  # a header length far past the file's end
+    assert main(["import-official", str(assembly_path), "--out", str(tmp_path / "run"), "--stats", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert f"latent statistics file {bad}: not a readable safetensors file" in error
+
+
+def test_a_tensor_file_that_holds_no_dict(tmp_path, capsys, reference_files):
+    assembly_path, _ = reference_files
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    assert main(["import-official", str(assembly_path), "--out", str(tmp_path / "run"), "--denoiser",
+                 str(tmp_path / "tensor.pt")]) == 2
+    assert "expected a dict of tensors, got Tensor" in capsys.readouterr().err

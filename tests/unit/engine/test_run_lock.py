@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from rae_framework.assembly import load_assembly
 from rae_framework.cli import main
@@ -295,6 +296,8 @@ def test_a_sweep_point_on_a_held_folder_is_refused_before_it_adopts_anything(tmp
 def test_import_official_into_a_held_folder_exits_2_and_writes_nothing(tmp_path, capsys):
     run = held_run(tmp_path)
     (tmp_path / "a.yaml").write_text(ASSEMBLY)
+    torch.save({"var": torch.ones(32, 2, 2)}, tmp_path / "stat.pt")  # readable: the lock is what refuses
     before = snapshot(run)
-    assert main(["import-official", str(tmp_path / "a.yaml"), "--out", str(run), "--stats", "stat.pt"]) == 2
+    assert main(["import-official", str(tmp_path / "a.yaml"), "--out", str(run), "--stats",
+                 str(tmp_path / "stat.pt")]) == 2
     assert snapshot(run) == before and "is in use by another process" in capsys.readouterr().err
