@@ -26,6 +26,7 @@ from rae_framework.engine.distributed import DistContext, init_distributed
 from rae_framework.engine.logging import RunLogger
 from rae_framework.engine.run_lock import hold_run_lock
 from rae_framework.engine.run_state import RunState, StageRecord
+from rae_framework.engine.stop_signals import SignalStop, stop_on_signal
 from rae_framework.errors import ConfigError, PreemptedError, RAEError
 from rae_framework.files import atomic_write_text
 from rae_framework.registry import did_you_mean
@@ -99,12 +100,17 @@ def run_assembly(assembly, out_dir: str | Path, *, resume: bool = True, stages: 
     holds the directory's lock (:mod:`~rae_framework.engine.run_lock`) before it writes anything there, and
     raises :class:`~rae_framework.errors.RunDirectoryLockedError` when another process holds it;
     ``lock_held=True``: the caller holds it already (``rae sweep``, around a point's adoption of stages).
+    A scheduler's notice (SIGTERM, SIGUSR1, SIGUSR2) stops the run with a
+    :class:`~rae_framework.errors.PreemptedError` wherever it arrives (:mod:`~rae_framework.engine.stop_signals`).
     """
     out_dir = Path(out_dir)
     context = context or init_distributed()
     chosen = selected_stages(assembly, stages)
-    with contextlib.nullcontext() if lock_held else hold_run_lock(out_dir, context):
-        return _run_locked(assembly, out_dir, chosen, resume, context)
+    try:
+        with stop_on_signal(), contextlib.nullcontext() if lock_held else hold_run_lock(out_dir, context):
+            return _run_locked(assembly, out_dir, chosen, resume, context)
+    except SignalStop as stop:
+        raise stop.preempted() from None
 
 
 def _run_locked(assembly, out_dir: Path, chosen: list[str], resume: bool, context: DistContext) -> RunResult:
@@ -122,12 +128,19 @@ def _run_locked(assembly, out_dir: Path, chosen: list[str], resume: bool, contex
         context.barrier()
         seed_everything(assembly.seed, context.rank)
         for name in chosen:
-            _run_stage(name, state, result)
+            try:
+                _run_stage(name, state, result)
+            except SignalStop as stop:
+                raise stop.during(name) from None
         result.metrics = state.read_metrics()
         if result.metrics:
             logger.metrics(result.metrics, out_dir / "metrics.json")
         status = "finished"
-    except PreemptedError:
+    except SignalStop as stop:
+        status = "killed"
+        logger.info(str(stop.preempted()))
+        raise
+    except PreemptedError:  # the stage logged what it saved
         status = "killed"
         raise
     finally:
