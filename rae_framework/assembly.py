@@ -63,7 +63,7 @@ class AssemblyEnvelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(..., pattern=NAME_PATTERN.pattern, description="Run name.")
-    seed: int = Field(0, description="Global random seed.")
+    seed: int = Field(0, ge=0, description="Global random seed (a non-negative integer).")
     components: dict[str, ComponentEnvelope] = Field(default_factory=dict,
                                                      description="Role -> component specification.")
     autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
@@ -95,7 +95,7 @@ class Assembly(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(..., description="Run name.")
-    seed: int = Field(0, description="Global random seed.")
+    seed: int = Field(0, ge=0, description="Global random seed (a non-negative integer).")
     components: dict[str, ComponentSpec] = Field(default_factory=dict, description="Role -> resolved component.")
     autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig, description="RAE settings.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training data.")

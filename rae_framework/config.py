@@ -15,10 +15,11 @@ class ComponentConfig(BaseModel):
     """Typed, frozen parameters of one component.
 
     Subclasses declare every field with ``Field(..., description=...)``. Unknown keys are an error
-    (``extra="forbid"``): a misspelled parameter never passes silently.
+    (``extra="forbid"``): a misspelled parameter never passes silently, and neither does a NaN or an
+    infinity (``.nan``, ``.inf`` in YAML) in a float field (``allow_inf_nan=False``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class Component:

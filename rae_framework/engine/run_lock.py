@@ -360,7 +360,12 @@ def make_run_directory(run_dir: Path) -> None:
     blocking = run_dir if run_dir.exists() and not run_dir.is_dir() else not_a_folder_on_the_way(run_dir)
     if blocking is not None:
         raise ConfigError(f"run directory {run_dir}: {blocking} exists and is not a folder; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with full_disk_reported(run_dir.parent, run_dir.name):  # ENOSPC: a DiskFullError, as for every write
+            run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a read-only or virtual file system, no permission, a name too long
+        raise ConfigError(f"run directory {run_dir}: cannot be created ({error.strerror or error}); "
+                          "choose another --out") from None
 
 
 @contextmanager

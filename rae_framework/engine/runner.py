@@ -87,7 +87,7 @@ def write_class_names(out_dir: Path, assembly) -> None:
 def seed_everything(seed: int, rank: int) -> None:
     """Global torch/numpy/python RNGs (per rank); the loops' own draws use seeded generators."""
     value = seed + 1_000_003 * rank
-    torch.manual_seed(value)
+    torch.manual_seed(value % 2**64)  # torch takes a uint64 (a negative seed wraps there as torch wraps it)
     np.random.seed(value % 2**32)
     random.seed(value)
 

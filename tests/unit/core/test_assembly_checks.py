@@ -147,3 +147,18 @@ def test_a_presets_latent_values_yield_to_the_encoder(tmp_path):
     assert (params["in_channels"], params["input_size"]) == (64, 4)
     found = issues(tmp_path, overrides=["components.denoiser.params.in_channels=768"])
     assert "contradicts the encoder's latent shape" in found["components.denoiser.params.in_channels"].message
+
+
+@pytest.mark.parametrize("override, path", [
+    ("autoencoder.noise_tau=.inf", "autoencoder.noise_tau"),  # passed every ge/le bound and ran to the end
+    ("components.guidance.params.scale=.inf", "components.guidance.params.scale"),
+    ("stages.train_denoiser.optimizer.lr=.nan", "stages.train_denoiser.optimizer.lr"),
+])
+def test_a_nan_or_an_infinity_is_no_number_a_run_can_use(tmp_path, override, path):
+    found = issues(tmp_path, overrides=[override])
+    assert path in found and "finite number" in found[path].message
+
+
+def test_the_seed_is_a_non_negative_integer_of_any_size(tmp_path):
+    assert "seed" in issues(tmp_path, overrides=["seed=-5"])  # a negative seed failed deep in the first stage
+    assert load(tmp_path, overrides=["seed=1180591620717411303424"]).seed == 2**70

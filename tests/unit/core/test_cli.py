@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -89,6 +90,19 @@ def test_a_file_where_the_run_directory_goes_exits_2_and_is_left_alone(fake_cli,
     assert f"run directory {tmp_path / out}: {tmp_path / 'taken'} exists and is not a folder; choose another --out" \
         in err and "Traceback" not in err
     assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_a_run_directory_that_cannot_be_created_exits_2(fake_cli, assembly_file, tmp_path, capsys):
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    out = "/proc/rae-run" if os.geteuid() == 0 else readonly / "run"  # root writes anywhere but in /proc
+    readonly.chmod(0o500)
+    try:
+        assert cli.main(["run", str(assembly_file), "--out", str(out)]) == 2
+    finally:
+        readonly.chmod(0o700)
+    err = capsys.readouterr().err
+    assert f"run directory {out}: cannot be created (" in err and "choose another --out" in err
 
 
 @pytest.mark.parametrize(("option", "target", "message"), [

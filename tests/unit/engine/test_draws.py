@@ -132,3 +132,20 @@ def test_rae_latent_noise_by_row_blocks_matches_its_generator_path():
         whole = RowKeys(0, 1, 0, 4).draw(rae.draw_noise, 1000)
     assert torch.equal(by_noise, by_generator)
     assert all(torch.equal(torch.cat([part[i] for part in rows]), whole[i]) for i in range(2))
+
+
+def test_the_global_generators_take_a_seed_past_64_bits():
+    from rae_framework.engine.runner import seed_everything
+
+    import random
+
+    import numpy as np
+
+    states = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        seed_everything(2**70, rank=1)  # was "Overflow when unpacking long long" from torch.manual_seed
+        assert torch.initial_seed() == (2**70 + 1_000_003) % 2**64
+    finally:  # the worker's later tests see the generators as they were
+        torch.random.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
