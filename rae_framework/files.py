@@ -53,6 +53,22 @@ def not_a_folder_on_the_way(path: Path) -> Path | None:
     return next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
 
 
+def make_folder(folder: str | Path, what: str, remedy: str) -> Path:
+    """Create ``folder`` and its parents. A file where a folder must be, or a folder that cannot be made (a
+    read-only or virtual file system, no permission), is a ConfigError naming ``what`` and ``remedy``; a full
+    disk is a DiskFullError, as for every write."""
+    folder = Path(folder)
+    blocking = folder if folder.exists() and not folder.is_dir() else not_a_folder_on_the_way(folder)
+    if blocking is not None:
+        raise ConfigError(f"{what} {folder}: {blocking} exists and is not a folder; {remedy}")
+    try:
+        with full_disk_reported(folder.parent, folder.name):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{what} {folder}: cannot be created ({error.strerror or error}); {remedy}") from None
+    return folder
+
+
 def check_output_file(path: str | Path, option: str) -> None:
     """``path`` can be written as a file: it is no folder and no parent of it is a file (ConfigError naming
     ``option``, before any work is done whose result would be lost)."""

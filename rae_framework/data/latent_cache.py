@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rae_framework.data.cache_plan import cache_bytes, check_space
+from rae_framework.data.cache_plan import CACHE_DIR_ENV, cache_bytes, check_space
 from rae_framework.data.loading import Items, LoaderSettings, StackImages, planned_loader, to_device
 from rae_framework.engine.distributed import DistContext
 from rae_framework.engine.logging import progress
 from rae_framework.engine.run_lock import LockTimes, RunLock
-from rae_framework.files import FULL_DISK_ERRNOS, full_disk_reported
+from rae_framework.files import FULL_DISK_ERRNOS, full_disk_reported, make_folder
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [0, 1] -> latents (B, C, h, w)
 POLL_SECONDS = 2.0
@@ -196,7 +196,8 @@ def build_latent_cache(folder: str | Path, encode: EncodeFn, dataset, *, latent_
                        dtype: str = "fp32", loader: LoaderSettings | None = None) -> LatentCache:
     """The cache of ``key`` in ``folder``: reused when another run built it, else encoded once (see above)."""
     context, folder = context or DistContext(), Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(folder.parent, "latent cache folder", f"set stages.train_denoiser.latent_cache.folder (or "
+                                                      f"${CACHE_DIR_ENV}) to a folder that can be written")
     with _builder(folder, key, context) as must_build:
         if must_build:
             _build(folder, encode, dataset, latent_shape, flips, key, batch_size, context, dtype,

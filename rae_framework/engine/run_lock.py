@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rae_framework.errors import ConfigError, RAEError, RunDirectoryLockedError
-from rae_framework.files import full_disk_reported, not_a_folder_on_the_way
+from rae_framework.files import full_disk_reported, make_folder
 
 LOCK_NAME = ".rae.lock"
 HEARTBEAT_ENV, STALE_ENV = "RAE_LOCK_HEARTBEAT_S", "RAE_LOCK_STALE_S"
@@ -356,16 +356,9 @@ SHARED_ERRORS = (RunDirectoryLockedError, ConfigError)  # re-raised as such on t
 
 
 def make_run_directory(run_dir: Path) -> None:
-    """Create ``run_dir`` (and its parents); a file where a folder must be is a :class:`ConfigError` naming it."""
-    blocking = run_dir if run_dir.exists() and not run_dir.is_dir() else not_a_folder_on_the_way(run_dir)
-    if blocking is not None:
-        raise ConfigError(f"run directory {run_dir}: {blocking} exists and is not a folder; choose another --out")
-    try:
-        with full_disk_reported(run_dir.parent, run_dir.name):  # ENOSPC: a DiskFullError, as for every write
-            run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a read-only or virtual file system, no permission, a name too long
-        raise ConfigError(f"run directory {run_dir}: cannot be created ({error.strerror or error}); "
-                          "choose another --out") from None
+    """Create ``run_dir`` (and its parents); a file where a folder must be, or a folder that cannot be made, is
+    a :class:`ConfigError` naming it."""
+    make_folder(run_dir, "run directory", "choose another --out")
 
 
 @contextmanager

@@ -175,3 +175,14 @@ def test_validate_prints_the_cache_size_and_refuses_a_full_disk(tmp_path, monkey
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**5, 10**5))
     assert main(["validate", quickstart, "--set", folder]) == 2
     assert "the latent cache needs 6.6 MB but" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "in-proc"])
+def test_a_cache_folder_that_cannot_be_made_names_the_setting(tmp_path, where):
+    (tmp_path / "a-file").write_text("keep me")
+    root = tmp_path / "a-file" / "caches" if where == "under-a-file" else Path("/proc/rae-cache")
+    encoder = CountingEncoder()
+    with pytest.raises(ConfigError, match=rf"latent cache folder {root}: .*; set stages\.train_denoiser\.latent_cache"
+                                          r"\.folder \(or \$RAE_LATENT_CACHE_DIR\)"):
+        build(root / "k", encoder)
+    assert encoder.images == 0 and (tmp_path / "a-file").read_text() == "keep me"
